@@ -1,0 +1,104 @@
+"""MatConvNet-exact building blocks and conv padding helpers.
+
+Conventions: activations are NHWC float32; spatial padding is given in MatConvNet order
+`[top, bottom, left, right]`. These ops reproduce `vl_nnnormalize` and `vl_nnpool` as used by
+VGG-M and the released CF-VGGM student (PAPER.md section 10), so that weights converted from
+MatConvNet `.mat` files give the same activations as in MATLAB.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def lrn(x: Array, *, size: int = 5, kappa: float = 2.0, alpha: float = 1e-4,
+        beta: float = 0.75) -> Array:
+    """Cross-channel local response normalisation, MatConvNet convention.
+
+    `y_k = x_k / (kappa + alpha * sum_{q in G(k)} x_q**2) ** beta` with
+    `G(k) = [k - floor((size-1)/2), k + ceil((size-1)/2)]` clipped to the valid channels
+    (`vl_nnnormalize`). Unlike Caffe/PyTorch, `alpha` is NOT divided by `size`: a Caffe LRN with
+    the same output needs `alpha_caffe = size * alpha`.
+
+    Args:
+        x: (..., C) float array; channels last.
+        size: number of channels in the window (MatConvNet `N`).
+        kappa, alpha, beta: the MatConvNet parameters `[N kappa alpha beta]`.
+
+    Returns:
+        Array of the same shape and dtype as `x`.
+    """
+    if size < 1:
+        raise ValueError(f"lrn window size must be >= 1, got {size}")
+    before = (size - 1) // 2
+    after = size - 1 - before
+    squares = jnp.square(x)
+    window = (1,) * (x.ndim - 1) + (size,)
+    padding = ((0, 0),) * (x.ndim - 1) + ((before, after),)
+    # Zero padding outside the channel range == clipping the window to the valid channels.
+    sums = jax.lax.reduce_window(squares, jnp.zeros((), x.dtype), jax.lax.add, window,
+                                 (1,) * x.ndim, padding)
+    return x * jnp.power(kappa + alpha * sums, -beta)
+
+
+def max_pool_matconvnet(x: Array, *, window: int = 3, stride: int = 2,
+                        pad: tuple[int, int, int, int] = (0, 1, 0, 1)) -> Array:
+    """Max pooling with MatConvNet's asymmetric padding (`vl_nnpool`, method 'max').
+
+    Padded cells hold -inf, so they never win. Output size per axis is
+    `floor((n + pad_before + pad_after - window) / stride) + 1`: 109 -> 54 and 26 -> 13 for
+    VGG-M's pool1/pool2 on a 224 input.
+
+    Args:
+        x: (N, H, W, C) float array.
+        window: square window side.
+        stride: stride along both spatial axes.
+        pad: `(top, bottom, left, right)` padding.
+
+    Returns:
+        (N, H', W', C) array.
+    """
+    (top, bottom), (left, right) = matconvnet_padding(pad)
+    return jax.lax.reduce_window(
+        x, jnp.array(-jnp.inf, x.dtype), jax.lax.max, (1, window, window, 1),
+        (1, stride, stride, 1), ((0, 0), (top, bottom), (left, right), (0, 0)))
+
+
+def matconvnet_padding(pad) -> tuple[tuple[int, int], tuple[int, int]]:
+    """MatConvNet `pad` (a scalar or `[top bottom left right]`) as `((top, bottom), (left, right))`.
+
+    This is the explicit-padding format of `flax.linen.Conv` and `jax.lax.conv_general_dilated`.
+    """
+    values = [int(v) for v in (pad if hasattr(pad, "__len__") else [pad])]
+    if len(values) == 1:
+        values = values * 4
+    if len(values) != 4 or min(values) < 0:
+        raise ValueError(f"MatConvNet pad must be a non-negative scalar or [top bottom left right], "
+                         f"got {pad!r}")
+    top, bottom, left, right = values
+    return (top, bottom), (left, right)
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow 'SAME' padding `(before, after)` along one axis.
+
+    Output size is `ceil(size / stride)`; the total padding is split with the extra pixel AFTER
+    (bottom/right), as in TensorFlow and `jax.lax` 'SAME'. With stride 2 the padding, and hence the
+    input pixel a cell is centred on, depends on the parity of `size`.
+    """
+    if size < 1 or kernel < 1 or stride < 1:
+        raise ValueError(f"same_padding needs positive sizes, got size={size} kernel={kernel} "
+                         f"stride={stride}")
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def relu6(x: Array) -> Array:
+    """min(max(x, 0), 6), the activation of EfficientNet-Lite."""
+    return jnp.clip(x, 0.0, 6.0)
