@@ -1,0 +1,1 @@
+"""Data reading: tracking sequences (`ctjax.data.sequences`) and training data."""
