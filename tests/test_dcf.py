@@ -141,12 +141,20 @@ def test_subcell_peak_displacement_convention_and_flat_map():
     assert value == 1.0
 
 
-def test_subcell_peak_refinement_is_clipped():
-    # A two-cell plateau puts the vertex exactly half a cell away, never further.
+def test_subcell_peak_plateau_gives_half_cell():
+    # A two-cell plateau puts the vertex exactly half-way between the two cells.
     r = jnp.zeros((6, 6)).at[0, 0].set(1.0).at[0, 1].set(1.0)
     shift, _ = dcf.subcell_peak(r)
     np.testing.assert_allclose(shift, [0.0, 0.5])
-    assert np.all(np.abs(np.asarray(shift) - np.round(np.asarray(shift))) <= 0.5)
+
+
+def test_parabola_refinement_is_clipped_and_safe():
+    # At a true argmax |offset| <= 0.5 already; the clip guards rounding. Off-peak triples
+    # show it acting: the vertex of (2, 1.5, 0) lies 1 cell to the left.
+    left = jnp.array([2.0, 0.0, 1.0, 1.0])
+    mid = jnp.array([1.5, 1.5, 1.0, 0.0])
+    right = jnp.array([0.0, 2.0, 1.0, 1.0])  # ..., flat, convex: no refinement
+    np.testing.assert_allclose(dcf._parabola_vertex(left, mid, right), [-0.5, 0.5, 0.0, 0.0])
 
 
 def test_linear_update_on_filter_terms():
@@ -207,6 +215,8 @@ def test_loss_gradient_reaches_template_and_search():
         return jnp.mean(dcf.response_loss(_dual_pipeline(x, z, y, hw, 1e-2), y))
 
     gx, gz = jax.grad(loss, argnums=(0, 1))(x, z)
+    gx_jit, _ = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, z)
+    np.testing.assert_allclose(gx_jit, gx, rtol=1e-4, atol=1e-6)
     for g in (gx, gz):
         assert g.shape == x.shape and np.all(np.isfinite(g)) and float(jnp.abs(g).max()) > 0
 

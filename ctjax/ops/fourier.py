@@ -93,7 +93,8 @@ def gaussian_label(hw: tuple[int, int], sigma: float, *, centered: bool = False,
 
     Args:
         hw: static `(H, W)` of the response grid.
-        sigma: standard deviation in cells (DCFNet: 0.1 × target size in cells).
+        sigma: static standard deviation in cells (DCFNet: 0.1 × target size in cells); the
+            label is built with NumPy at trace time, so it becomes a constant under jit.
         centered: if False (default) the peak is at index (0, 0) and distances wrap around
             circularly (KCF / DCFNet); if True the peak is at (H // 2, W // 2), for display.
         dtype: output dtype.
