@@ -116,7 +116,8 @@ def filter_terms(xf: jnp.ndarray, yf: jnp.ndarray, *, normalize: bool = True,
     """Numerator and denominator of the equivalent per-channel (primal) filter.
 
     numf_d = ŷ ⊙ conj(x̂_d) / (M N D) and denf = Σ_d |x̂_d|² / (M N D), so for the same λ
-    `primal_response` equals `dual_response` exactly (α̂ ⊙ k̂^zx = Σ_d numf_d ⊙ ẑ_d / (denf + λ)).
+    `primal_response` equals `dual_response` exactly:
+    α̂ ⊙ k̂^zx = Σ_d numf_d ⊙ ẑ_d / (denf + λ).
     Keeping the two terms separate lets a tracker interpolate them over time (MOSSE/DSST).
 
     Args:
