@@ -1,0 +1,102 @@
+"""Search-window sampling inside the jitted tracker step.
+
+Frames reach the step as a fixed-size uint8 *canvas* (the frame in the top-left corner, the
+rest unused) plus the frame's true size, so one compiled step serves every frame size up to
+the canvas: shapes depend on the configuration only, never on the sequence.
+
+Coordinates: 0-based pixel centres, (y, x) order; a box centre `c` and a square window of
+side `window` px are resampled to an `out` x `out` patch whose pixel i covers the image
+point c - window/2 + (i + 0.5) * window/out. Samples outside the frame replicate the border
+(as MATLAB trackers' `get_pixels` does). When the window is larger than the patch, each
+output pixel averages `antialias`² bilinear taps spread over its footprint, so large
+targets are not aliased.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+
+class Frame(NamedTuple):
+    """A frame as the jitted step sees it.
+
+    Attributes:
+      pixels: (Hc, Wc, 3) uint8 RGB canvas; the frame occupies [:h, :w].
+      hw: (2,) int32, the frame's true (h, w).
+    """
+    pixels: jnp.ndarray
+    hw: jnp.ndarray
+
+
+def to_canvas(image: np.ndarray, canvas_hw: tuple[int, int]) -> Frame:
+    """Places an (H, W, 3) uint8 RGB image on a zero canvas of static size `canvas_hw`.
+
+    Raises:
+      ValueError: the image is not (H, W, 3) uint8 or is larger than the canvas.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"frame must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+    h, w = image.shape[:2]
+    if h > canvas_hw[0] or w > canvas_hw[1]:
+        raise ValueError(f"frame {h}x{w} is larger than the tracker canvas "
+                         f"{canvas_hw[0]}x{canvas_hw[1]}; raise TrackerConfig.canvas_hw")
+    if (h, w) == tuple(canvas_hw):
+        pixels = image
+    else:
+        pixels = np.zeros((*canvas_hw, 3), np.uint8)
+        pixels[:h, :w] = image
+    return Frame(pixels=pixels, hw=np.array([h, w], np.int32))
+
+
+def _linear_taps(coords, n):
+    """Indices and weights of 1-D linear interpolation at `coords`, border replicated."""
+    coords = jnp.clip(coords, 0.0, n - 1.0)
+    i0 = jnp.floor(coords)
+    w1 = coords - i0
+    i0 = i0.astype(jnp.int32)
+    return i0, jnp.minimum(i0 + 1, n - 1), w1
+
+
+def _resample_axis(img, coords, n, axis):
+    """Linear interpolation of `img` along `axis` at `coords` (averaged over the tap axis 0).
+
+    coords: (taps, out) sample positions. Whole rows (or columns) are gathered, which is
+    much cheaper on CPU than a per-pixel 2-D gather.
+    """
+    total = 0.0
+    for tap in range(coords.shape[0]):
+        i0, i1, w1 = _linear_taps(coords[tap], n)
+        shape = [1] * img.ndim
+        shape[axis] = -1
+        w1 = w1.reshape(shape)
+        a = jnp.take(img, i0, axis=axis).astype(jnp.float32)
+        b = jnp.take(img, i1, axis=axis).astype(jnp.float32)
+        total = total + a + (b - a) * w1
+    return total / coords.shape[0]
+
+
+def sample_window(frame: Frame, center, window, *, out: int, antialias: int = 2):
+    """Resamples a square window of the frame to an `out` x `out` float32 patch.
+
+    Args:
+      frame: the canvas and true frame size.
+      center: (2,) float32 window centre (y, x), 0-based pixel coordinates.
+      window: scalar float32, the window side in frame pixels.
+      out: static output side in pixels.
+      antialias: static number of taps per axis and output pixel (1 = plain bilinear).
+
+    Returns:
+      (out, out, 3) float32 RGB in 0..255.
+    """
+    step = window / out
+    base = (jnp.arange(out, dtype=jnp.float32) + 0.5) * step - window / 2
+    taps = (jnp.arange(antialias, dtype=jnp.float32) + 0.5) / antialias - 0.5
+    # Taps only spread when downsampling (step > 1 px); upsampling stays plain bilinear.
+    spread = jnp.maximum(step - 1.0, 0.0) * taps
+    offsets = base[None, :] + spread[:, None]  # (taps, out)
+    rows = _resample_axis(frame.pixels, center[0] + offsets, frame.hw[0], axis=0)
+    return _resample_axis(rows, center[1] + offsets, frame.hw[1], axis=1)
