@@ -70,7 +70,8 @@ def center_size_to_xywh(center_yx, size_hw) -> np.ndarray:
     c = np.asarray(center_yx, dtype=np.float64)
     s = np.asarray(size_hw, dtype=np.float64)
     if c.shape[-1:] != (2,) or s.shape[-1:] != (2,):
-        raise BoxError(f"center_yx and size_hw must have shape (..., 2), got {c.shape} and {s.shape}")
+        raise BoxError(
+            f"center_yx and size_hw must have shape (..., 2), got {c.shape} and {s.shape}")
     c, s = np.broadcast_arrays(c, s)
     h, w = s[..., 0], s[..., 1]
     x = c[..., 1] - (w - 1.0) / 2.0 + 1.0
@@ -158,6 +159,9 @@ def iou(a, b) -> np.ndarray:
     ok = (aw > 0) & (ah > 0) & (bw > 0) & (bh > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(ok, inter / np.where(ok, union, 1.0), 0.0)
+    # Rounding in x + w - x can push identical boxes to 1 + 1e-16, which would pass the
+    # strict "> 1" success threshold; IoU is at most 1.
+    out = np.minimum(out, 1.0)
     return np.where(np.isnan(a).any(-1) | np.isnan(b).any(-1), np.nan, out)
 
 

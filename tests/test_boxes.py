@@ -88,6 +88,13 @@ def test_iou_hand_computed():
     assert np.isnan(boxes.iou(a, [np.nan] * 4))
 
 
+def test_iou_of_identical_float_boxes_is_at_most_one():
+    b = np.random.default_rng(3).uniform(1, 100, (1000, 4))
+    overlap = boxes.iou(b, b)
+    assert (overlap <= 1.0).all()
+    np.testing.assert_allclose(overlap, 1.0, atol=1e-12)
+
+
 def test_iou_matches_pixel_counting_for_integer_boxes():
     # Independent implementation: count the pixels each integer box covers (x .. x+w-1).
     rng = np.random.default_rng(1)

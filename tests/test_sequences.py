@@ -63,7 +63,8 @@ def test_separators_and_nan_rows(tmp_path, text):
 
 @pytest.mark.parametrize("mode, suffix", [("L", ".png"), ("RGBA", ".png"), ("RGB", ".jpg")])
 def test_frames_are_rgb_uint8(tmp_path, mode, suffix):
-    seq = sequences.load_sequence(_make_sequence(tmp_path / "s", mode=mode, suffix=suffix), name="x")
+    root = _make_sequence(tmp_path / "s", mode=mode, suffix=suffix)
+    seq = sequences.load_sequence(root, name="x")
     frame = seq.frame(2)
     assert seq.name == "x"
     assert frame.shape == (24, 32, 3) and frame.dtype == np.uint8

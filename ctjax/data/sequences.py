@@ -76,13 +76,17 @@ def _index(i: int, n: int, name: str) -> int:
     return i % n
 
 
+def _unreadable(path: Path, e: Exception) -> SequenceError:
+    return SequenceError(f"frame {path} is unreadable (missing, corrupt or not an image): {e}")
+
+
 def _decode(path: Path) -> np.ndarray:
     """Decodes one image file to (H, W, 3) uint8 RGB, or raises `SequenceError`."""
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except (OSError, SyntaxError, ValueError) as e:
-        raise SequenceError(f"frame {path} is unreadable (missing, corrupt or not an image): {e}") from e
+        raise _unreadable(path, e) from e
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -102,7 +106,8 @@ class Sequence:
 
     def __post_init__(self):
         object.__setattr__(self, "frame_paths", tuple(Path(p) for p in self.frame_paths))
-        object.__setattr__(self, "boxes", _check_boxes(self.boxes, len(self.frame_paths), self.name))
+        gt = _check_boxes(self.boxes, len(self.frame_paths), self.name)
+        object.__setattr__(self, "boxes", gt)
 
     def __repr__(self) -> str:
         return f"Sequence(name={self.name!r}, frames={len(self)})"
@@ -132,7 +137,7 @@ class Sequence:
             with Image.open(path) as im:
                 width, height = im.size
         except (OSError, SyntaxError, ValueError) as e:
-            raise SequenceError(f"frame {path} is unreadable (missing, corrupt or not an image): {e}") from e
+            raise _unreadable(path, e) from e
         return height, width
 
 
@@ -188,7 +193,8 @@ def load_sequence(path, *, name: str | None = None) -> Sequence:
         (p for p in img_dir.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file()),
         key=_frame_key)
     if not frame_paths:
-        raise SequenceError(f"sequence {name}: {img_dir} holds no {'/'.join(FRAME_SUFFIXES)} frames")
+        raise SequenceError(
+            f"sequence {name}: {img_dir} holds no {'/'.join(FRAME_SUFFIXES)} frames")
     box_path = path / BOX_FILE
     if not box_path.is_file():
         raise SequenceError(f"sequence {name}: box file {box_path} does not exist")
@@ -360,9 +366,11 @@ def load_split(split: str, *, root=None) -> list[Sequence]:
         splits = json.loads(split_file.read_text())
     except (OSError, ValueError) as e:
         raise SequenceError(f"split file {split_file} is unreadable: {e}") from e
-    names = splits.get(split) if isinstance(splits, dict) else None
+    if not isinstance(splits, dict):
+        raise SequenceError(f"split file {split_file} must hold a JSON object of name lists")
+    names = splits.get(split)
     if not isinstance(names, list):
-        known = sorted(k for k, v in splits.items() if isinstance(v, list)) if isinstance(splits, dict) else []
+        known = sorted(k for k, v in splits.items() if isinstance(v, list))
         raise SequenceError(f"split {split!r} not in {split_file}; known splits: {known}")
     return [load_sequence(root / n) for n in names]
 

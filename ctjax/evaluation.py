@@ -1,0 +1,454 @@
+"""OTB one-pass evaluation (OPE): per-frame scores, curves, aggregation, result files, plots.
+
+Conventions (Wu, Lim, Yang, "Object Tracking Benchmark", TPAMI 2015, and its toolkit's
+`calcSeqErrRobust.m` / `perfPlot.m`):
+
+* Boxes are `x, y, w, h`, 1-based top-left (`ctjax.boxes`), float64 arrays of shape (N, 4),
+  one row per frame; prediction row i is scored against ground-truth row i.
+* **Overlap** is the toolkit's `calcRectInt` IoU (continuous widths, `ctjax.boxes.iou`);
+  **centre error** is the distance between centres `x + (w - 1) / 2`, `y + (h - 1) / 2`, in pixels.
+* **Normalised centre error** (TrackingNet / LaSOT style, as in pytracking): the centre
+  offset divided by the ground-truth size, `||((cx_p - cx_g) / w_g, (cy_p - cy_g) / h_g)||`.
+* **Invalid ground truth**: a frame whose ground-truth row holds NaN/inf or has w <= 0 or
+  h <= 0 is excluded from **every** metric (numerators and denominators). The OTB toolkit
+  instead keeps such frames in the denominator with overlap -1 and centre error -1 (a failure
+  for success but a success at every precision threshold) and also drops ground truth with
+  x <= 0 or y <= 0; we exclude exactly the frames without a usable box, and keep boxes that
+  stick out past the top-left edge.
+* **Invalid predictions** (NaN/inf, w <= 0 or h <= 0) score as failures: overlap 0 and
+  infinite centre error, and are counted in `SequenceResult.num_invalid_pred`. With
+  `carry_forward_invalid=True` they are replaced by the previous frame's box first, as the
+  toolkit does. The first frame is scored as given (the toolkit overwrites it with the ground
+  truth; trackers here report the initial box there, so both agree).
+* **Success curve**: fraction of valid frames whose overlap is strictly **greater** than each
+  of the 21 thresholds `np.linspace(0, 1, 21)`; **AUC** is the curve's mean. As in the
+  toolkit, no overlap exceeds 1, so a perfect tracker scores AUC = 20/21 ~= 0.952.
+* **Precision curve**: fraction of valid frames with centre error **<=** each threshold
+  0, 1, ..., 50 px; **P@20** is its value at 20 px.
+* **Normalised precision curve**: fraction with normalised error <= each of
+  `np.linspace(0, 0.5, 51)`; we report its **value at 0.2** (pytracking's "Norm Precision"),
+  not its AUC.
+* **Aggregation over sequences** (`aggregate`): the mean of the per-sequence curves, each
+  sequence weighing the same whatever its length, as `perfPlot.m` does; AUC, P@20 and the
+  normalised precision of the mean curve equal the means of the per-sequence values. (The
+  toolkit's plot code also drops sequences whose curve is all zero, to skip missing results;
+  we do not: a total failure counts as 0, and missing results are an error.) FPS over
+  sequences is total frames / total time.
+* Result files: one `x,y,w,h` line per frame, the OTB/got-10k per-sequence text format.
+
+NumPy and matplotlib (Agg, no pyplot state) only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ctjax import boxes as boxlib
+
+SUCCESS_THRESHOLDS = np.linspace(0.0, 1.0, 21)
+PRECISION_THRESHOLDS = np.arange(51, dtype=np.float64)
+NORM_PRECISION_THRESHOLDS = np.linspace(0.0, 0.5, 51)
+PRECISION_INDEX = 20  # PRECISION_THRESHOLDS[20] == 20 px
+NORM_PRECISION_INDEX = 20  # NORM_PRECISION_THRESHOLDS[20] == 0.2
+
+
+class EvaluationError(ValueError):
+    """Predictions and ground truth cannot be scored (shape, length, no valid frame)."""
+
+
+class ResultFileError(ValueError):
+    """A result file is missing, malformed, or its length differs from the sequence."""
+
+
+class _Scores:
+    """Summary numbers of the curves `success`, `precision`, `norm_precision`."""
+
+    @property
+    def auc(self) -> float:
+        """Area under the success curve: the mean over the 21 overlap thresholds."""
+        return float(np.mean(self.success))
+
+    @property
+    def precision20(self) -> float:
+        """Precision at 20 px."""
+        return float(self.precision[PRECISION_INDEX])
+
+    @property
+    def norm_precision(self) -> float:
+        """Normalised precision at 0.2."""
+        return float(self.norm_precision_curve[NORM_PRECISION_INDEX])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SequenceResult(_Scores):
+    """Scores of one tracker on one sequence.
+
+    Attributes:
+      name: the sequence's name.
+      overlaps: (N,) per-frame IoU; NaN on frames with invalid ground truth.
+      center_errors: (N,) per-frame centre error in pixels; NaN likewise.
+      normalized_errors: (N,) per-frame normalised centre error; NaN likewise.
+      success: (21,) success curve over `SUCCESS_THRESHOLDS`.
+      precision: (51,) precision curve over `PRECISION_THRESHOLDS`.
+      norm_precision_curve: (51,) curve over `NORM_PRECISION_THRESHOLDS`.
+      num_valid: frames with valid ground truth (the curves' denominator).
+      num_invalid_pred: valid frames whose predicted box was invalid (scored as failures,
+        or carried forward when asked).
+      fps: the tracker's speed on this sequence, if known.
+    """
+
+    name: str
+    overlaps: np.ndarray
+    center_errors: np.ndarray
+    normalized_errors: np.ndarray
+    success: np.ndarray
+    precision: np.ndarray
+    norm_precision_curve: np.ndarray
+    num_valid: int
+    num_invalid_pred: int = 0
+    fps: float | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.overlaps)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class OverallResult(_Scores):
+    """Scores of one tracker over several sequences: the mean of the per-sequence curves.
+
+    Attributes:
+      name: the tracker's name.
+      sequences: the per-sequence results averaged.
+      success, precision, norm_precision_curve: mean curves, shapes (21,), (51,), (51,).
+      fps: total frames / total time over all sequences, if every sequence has an fps.
+    """
+
+    name: str
+    sequences: tuple[SequenceResult, ...]
+    success: np.ndarray
+    precision: np.ndarray
+    norm_precision_curve: np.ndarray
+    fps: float | None = None
+
+
+def valid_ground_truth(gt) -> np.ndarray:
+    """(N,) bool: rows of (N, 4) ground truth that are finite with w > 0 and h > 0."""
+    gt = np.asarray(gt, dtype=np.float64)
+    return np.isfinite(gt).all(axis=-1) & (gt[..., 2] > 0) & (gt[..., 3] > 0)
+
+
+def normalized_center_error(pred, gt) -> np.ndarray:
+    """Centre error divided by the ground-truth size per axis (TrackingNet / LaSOT).
+
+    Args:
+      pred: (..., 4) predicted boxes x,y,w,h.
+      gt: (..., 4) ground-truth boxes x,y,w,h with w, h > 0.
+
+    Returns:
+      (...) float64 `||((cx_p - cx_g) / w_g, (cy_p - cy_g) / h_g)||`.
+    """
+    cp, _ = boxlib.xywh_to_center_size(pred)
+    cg, sg = boxlib.xywh_to_center_size(gt)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sqrt(np.sum(((cp - cg) / sg) ** 2, axis=-1))
+
+
+def success_curve(overlaps, *, thresholds=SUCCESS_THRESHOLDS) -> np.ndarray:
+    """Fraction of frames with overlap strictly greater than each threshold (OTB).
+
+    Args:
+      overlaps: (M,) IoU of the frames to score (no NaN).
+      thresholds: (T,) overlap thresholds.
+
+    Returns:
+      (T,) float64 success rates in [0, 1].
+    """
+    overlaps = np.asarray(overlaps, dtype=np.float64)
+    return np.mean(overlaps[:, None] > np.asarray(thresholds)[None, :], axis=0)
+
+
+def precision_curve(errors, *, thresholds=PRECISION_THRESHOLDS) -> np.ndarray:
+    """Fraction of frames with error at most each threshold (OTB precision plot).
+
+    Args:
+      errors: (M,) centre errors of the frames to score (no NaN; inf for a failure).
+      thresholds: (T,) error thresholds.
+
+    Returns:
+      (T,) float64 precisions in [0, 1].
+    """
+    errors = np.asarray(errors, dtype=np.float64)
+    return np.mean(errors[:, None] <= np.asarray(thresholds)[None, :], axis=0)
+
+
+def _as_track(boxes, what: str) -> np.ndarray:
+    try:
+        b = np.array(boxes, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise EvaluationError(f"{what} must be numbers, got {type(boxes).__name__}") from e
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise EvaluationError(f"{what} must have shape (N, 4) (x,y,w,h per frame), got {b.shape}")
+    return b
+
+
+def evaluate_sequence(pred, gt, *, name: str = "sequence", fps: float | None = None,
+                      carry_forward_invalid: bool = False) -> SequenceResult:
+    """Scores one tracker's boxes on one sequence (OTB one-pass evaluation).
+
+    Args:
+      pred: (N, 4) predicted boxes x,y,w,h, one per frame.
+      gt: (N, 4) ground truth x,y,w,h; NaN rows (or w/h <= 0) are excluded.
+      name: the sequence's name, for results and error messages.
+      fps: the tracker's speed on this sequence, stored in the result.
+      carry_forward_invalid: replace an invalid predicted box by the previous frame's box
+        (the OTB toolkit's rule) instead of scoring it as a failure.
+
+    Returns:
+      A `SequenceResult`.
+
+    Raises:
+      EvaluationError: wrong shapes, different lengths, or no frame with valid ground truth.
+    """
+    pred, gt = _as_track(pred, f"{name}: predictions"), _as_track(gt, f"{name}: ground truth")
+    if len(pred) != len(gt):
+        raise EvaluationError(
+            f"{name}: {len(pred)} predicted boxes but {len(gt)} ground-truth boxes")
+    valid = valid_ground_truth(gt)
+    if not valid.any():
+        raise EvaluationError(f"{name}: no frame has valid ground truth (all NaN or w/h <= 0)")
+    pred_ok = valid_ground_truth(pred)
+    num_invalid_pred = int(np.sum(~pred_ok & valid))
+    if carry_forward_invalid:
+        for i in np.flatnonzero(~pred_ok):
+            if i > 0:
+                pred[i] = pred[i - 1]
+        pred_ok = valid_ground_truth(pred)
+    with np.errstate(invalid="ignore"):
+        overlaps = np.where(pred_ok, boxlib.iou(pred, gt), 0.0)
+        errors = np.where(pred_ok, boxlib.center_error(pred, gt), np.inf)
+        norm_errors = np.where(pred_ok, normalized_center_error(pred, gt), np.inf)
+    for a in (overlaps, errors, norm_errors):
+        a[~valid] = np.nan
+    return SequenceResult(
+        name=name, overlaps=overlaps, center_errors=errors, normalized_errors=norm_errors,
+        success=success_curve(overlaps[valid]),
+        precision=precision_curve(errors[valid]),
+        norm_precision_curve=precision_curve(
+            norm_errors[valid], thresholds=NORM_PRECISION_THRESHOLDS),
+        num_valid=int(valid.sum()), num_invalid_pred=num_invalid_pred,
+        fps=None if fps is None else float(fps))
+
+
+def aggregate(results: Iterable[SequenceResult], *, name: str = "tracker") -> OverallResult:
+    """Averages per-sequence curves, each sequence weighing the same (OTB `perfPlot.m`).
+
+    Args:
+      results: per-sequence results of one tracker.
+      name: the tracker's name.
+
+    Returns:
+      An `OverallResult` whose AUC / P@20 / normalised precision are the per-sequence means.
+    """
+    results = tuple(results)
+    if not results:
+        raise EvaluationError(f"{name}: no sequence results to aggregate")
+    fps = None
+    if all(r.fps for r in results):
+        fps = sum(r.num_frames for r in results) / sum(r.num_frames / r.fps for r in results)
+    return OverallResult(
+        name=name, sequences=results,
+        success=np.mean([r.success for r in results], axis=0),
+        precision=np.mean([r.precision for r in results], axis=0),
+        norm_precision_curve=np.mean([r.norm_precision_curve for r in results], axis=0),
+        fps=fps)
+
+
+def write_boxes(path, boxes) -> Path:
+    """Writes one `x,y,w,h` line per frame, atomically (temp file, then rename).
+
+    An interrupted or failed write leaves any existing file at `path` untouched and no
+    temporary file behind. Values are written in the shortest form that reads back exactly.
+
+    Args:
+      path: the result file, e.g. `results/<tracker>/<sequence>.txt`; parents are created.
+      boxes: (N, 4) boxes x,y,w,h.
+
+    Returns:
+      `path` as a `Path`.
+    """
+    path = Path(path)
+    b = _as_track(boxes, f"boxes for {path}")
+    text = "".join(
+        ",".join(np.format_float_positional(v, trim="-") for v in row) + "\n" for row in b)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_boxes(path, *, num_frames: int | None = None) -> np.ndarray:
+    """Reads a result file: one box per line, separated by commas, tabs or spaces.
+
+    Args:
+      path: the result file.
+      num_frames: if given, the number of frames of the sequence the file belongs to.
+
+    Returns:
+      (N, 4) float64 boxes x,y,w,h.
+
+    Raises:
+      ResultFileError: the file is missing or unreadable, a line is malformed (named by
+        number), or it holds a number of boxes other than `num_frames`.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultFileError(f"result file {path} is missing or unreadable: {e}") from e
+    try:
+        b = boxlib.parse_boxes(text, source=f"result file {path}")
+    except boxlib.BoxError as e:
+        raise ResultFileError(str(e)) from None
+    if num_frames is not None and len(b) != num_frames:
+        raise ResultFileError(
+            f"result file {path} holds {len(b)} boxes but the sequence has {num_frames} frames")
+    return b
+
+
+def evaluate_results(result_dir, sequences, *, name: str | None = None,
+                     carry_forward_invalid: bool = False) -> OverallResult:
+    """Scores a folder of result files `<result_dir>/<sequence name>.txt`.
+
+    Args:
+      result_dir: one tracker's result folder.
+      sequences: the sequences scored (anything with `.name` and `.boxes`), e.g.
+        `ctjax.data.sequences.load_split("eval")`.
+      name: the tracker's name; defaults to the folder name.
+      carry_forward_invalid: see `evaluate_sequence`.
+
+    Returns:
+      The tracker's `OverallResult`; a missing or short result file is a `ResultFileError`.
+    """
+    result_dir = Path(result_dir)
+    results = [
+        evaluate_sequence(read_boxes(result_dir / f"{s.name}.txt", num_frames=len(s.boxes)),
+                          s.boxes, name=s.name, carry_forward_invalid=carry_forward_invalid)
+        for s in sequences]
+    return aggregate(results, name=name or result_dir.name)
+
+
+def summary_table(results, *, name: str = "tracker") -> str:
+    """A Markdown table: one row per sequence and a mean row (the `aggregate` scores).
+
+    Args:
+      results: per-sequence `SequenceResult`s of one tracker, or its `OverallResult`.
+      name: the tracker's name in the mean row (when `results` is not an `OverallResult`).
+
+    Returns:
+      The table; columns frames, AUC, P@20, NormP@0.2, and FPS when any result has one.
+    """
+    overall = results if isinstance(results, OverallResult) else aggregate(results, name=name)
+    show_fps = any(r.fps for r in overall.sequences)
+    header = ["sequence", "frames", "AUC", "P@20", "NormP@0.2"] + (["FPS"] if show_fps else [])
+
+    def row(label, frames, r):
+        cells = [label, str(frames), f"{r.auc:.3f}", f"{r.precision20:.3f}",
+                 f"{r.norm_precision:.3f}"]
+        return cells + ([f"{r.fps:.1f}" if r.fps else "-"] if show_fps else [])
+
+    rows = [row(r.name, r.num_frames, r) for r in overall.sequences]
+    total = sum(r.num_frames for r in overall.sequences)
+    rows.append(row(f"mean of {len(overall.sequences)} ({overall.name})", total, overall))
+    widths = [max(len(c) for c in col) for col in zip(header, *rows)]
+
+    def fmt(cells):
+        padded = (c.ljust(w) if i == 0 else c.rjust(w)
+                  for i, (c, w) in enumerate(zip(cells, widths)))
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 2)) if i == 0 else ("-" * (w + 1) + ":")
+                          for i, w in enumerate(widths)) + "|"
+    return "\n".join([fmt(header), rule] + [fmt(r) for r in rows])
+
+
+def _overall(name: str, value) -> OverallResult:
+    if isinstance(value, OverallResult):
+        return value
+    if isinstance(value, SequenceResult):
+        return aggregate([value], name=name)
+    return aggregate(value, name=name)
+
+
+def _plot(trackers, path, *, kind: str, title: str) -> Path:
+    """Draws one OTB plot for several trackers, legend sorted by score as the toolkit does."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not trackers:
+        raise EvaluationError("no tracker to plot")
+    overall = [(n, _overall(n, v)) for n, v in trackers.items()]
+    if kind == "success":
+        x, curve, score = SUCCESS_THRESHOLDS, "success", "auc"
+        xlabel, ylabel, loc = "Overlap threshold", "Success rate", "lower left"
+    else:
+        x, curve, score = PRECISION_THRESHOLDS, "precision", "precision20"
+        xlabel, ylabel, loc = "Location error threshold (px)", "Precision", "lower right"
+    fig = Figure(figsize=(6.0, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i, (n, r) in enumerate(sorted(overall, key=lambda nr: -getattr(nr[1], score))):
+        ax.plot(x, getattr(r, curve), lw=2, ls="-" if i < 10 else "--",
+                label=f"{n} [{getattr(r, score):.3f}]")
+    ax.set(xlim=(x[0], x[-1]), ylim=(0.0, 1.0), xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(True, alpha=0.4)
+    ax.legend(loc=loc, fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def plot_success(trackers: Mapping, path, *, title: str = "Success plots of OPE") -> Path:
+    """Writes the OTB success plot (legend: AUC) of several trackers as a PNG.
+
+    Args:
+      trackers: tracker name -> its `OverallResult`, a list of `SequenceResult`s, or one
+        `SequenceResult`.
+      path: the PNG file to write; parents are created.
+      title: the plot's title.
+
+    Returns:
+      `path` as a `Path`.
+    """
+    return _plot(trackers, path, kind="success", title=title)
+
+
+def plot_precision(trackers: Mapping, path, *, title: str = "Precision plots of OPE") -> Path:
+    """Writes the OTB precision plot (legend: P@20) of several trackers as a PNG.
+
+    Args:
+      trackers: as for `plot_success`.
+      path: the PNG file to write; parents are created.
+      title: the plot's title.
+
+    Returns:
+      `path` as a `Path`.
+    """
+    return _plot(trackers, path, kind="precision", title=title)
