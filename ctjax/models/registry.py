@@ -111,9 +111,10 @@ def init_variables(config: ModelConfig, rng: jax.Array, *,
 
 def param_count(variables) -> int:
     """Number of trainable parameters: the leaves of `variables["params"]` (BatchNorm running
-    statistics are not counted), or of `variables` itself if it has no "params" key."""
+    statistics are not counted), or of `variables` itself if it has no "params" key. Works on
+    abstract trees too (`jax.eval_shape(module.init, ...)`)."""
     tree = variables.get("params", variables) if hasattr(variables, "get") else variables
-    return int(sum(int(x.size) for x in jax.tree_util.tree_leaves(tree)))
+    return int(sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree)))
 
 
 def stage_names(config: ModelConfig) -> tuple[str, ...]:

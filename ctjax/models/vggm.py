@@ -6,7 +6,7 @@ sections 2-3). Both are `VGGM(widths=...)`.
 
 Conventions:
     * input: (N, H, W, 3) float32 NHWC, RGB on the 0..255 scale minus the mean image
-      (see `ctjax.models.preprocessing`); any H, W >= 67 (the smallest input with a 1x1 conv5).
+      (see `ctjax.models.preprocessing`); any H, W >= 25 (the smallest input with a 1x1 conv5).
     * layers follow MatConvNet semantics exactly: convolution is cross-correlation with
       kernels stored (kh, kw, cin, cout) as in the `.mat` file, LRN is `layers.lrn`
       (alpha not divided by N), max pools pad [0 1 0 1] with -inf.
