@@ -63,7 +63,7 @@ def run(args, report) -> int:
     gt = np.asarray(sequence.boxes, np.float64)
     if args.box is None and gt.shape[0] == len(result.boxes) and np.isfinite(gt[1:]).any():
         metrics = evaluation.evaluate_sequence(result.boxes, gt)
-        print(f"vs ground truth: success AUC {metrics.auc:.3f}, precision@20px {metrics.precision_20:.3f}")
+        print(f"vs ground truth: success AUC {metrics.auc:.3f}, precision@20px {metrics.precision20:.3f}")
     if args.video:
         from ctjax import visualize
         visualize.write_annotated(args.video, sequence.frames(), result.boxes,
