@@ -78,7 +78,8 @@ def matconvnet_padding(pad) -> tuple[tuple[int, int], tuple[int, int]]:
     if len(values) == 1:
         values = values * 4
     if len(values) != 4 or min(values) < 0:
-        raise ValueError(f"MatConvNet pad must be a non-negative scalar or [top bottom left right], "
+        raise ValueError(f"MatConvNet pad must be a non-negative scalar or "
+                         f"[top bottom left right], "
                          f"got {pad!r}")
     top, bottom, left, right = values
     return (top, bottom), (left, right)

@@ -65,7 +65,8 @@ def student_widths(ratio: float) -> tuple[int, int, int, int, int]:
 
 def _registry() -> dict[str, ModelConfig]:
     configs = [ModelConfig("vggm", "vggm", vggm.TEACHER_WIDTHS)]
-    configs += [ModelConfig(f"cf_vggm_r{r}", "vggm", student_widths(r)) for r in (1, 16, 32, 64, 96)]
+    configs += [ModelConfig(f"cf_vggm_r{r}", "vggm", student_widths(r))
+                for r in (1, 16, 32, 64, 96)]
     configs += [ModelConfig("efficientnet_lite0", "efficientnet_lite0"),
                 ModelConfig("efficientnet_lite0_classifier", "efficientnet_lite0",
                             include_head=True)]
@@ -149,7 +150,8 @@ def _channels(config: ModelConfig, stage: str) -> int:
     return efficientnet.BLOCKS[efficientnet.STAGE_BLOCKS[stage]].cout
 
 
-def stage_offsets(config: ModelConfig, stage: str, input_hw: tuple[int, int]) -> tuple[float, float]:
+def stage_offsets(config: ModelConfig, stage: str,
+                  input_hw: tuple[int, int]) -> tuple[float, float]:
     """Exact (row, column) offsets of cell 0 for an input of size `input_hw`."""
     return tuple(trace(_ops(config, stage), int(n)).offset for n in input_hw)
 

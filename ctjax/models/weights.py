@@ -44,7 +44,7 @@ class WeightFileError(ValueError):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LoadedModel:
-    """A network ready for `build_module(config).apply(variables, normalize(images, preprocessing))`.
+    """A network, ready for `build_module(config).apply(variables, normalize(images, prep))`.
 
     Attributes:
         config: the matching `ModelConfig` (registered if the widths match one).
@@ -94,7 +94,9 @@ def _simplenn_parts(contents: dict, path: Path):
         raise WeightFileError(f"{path} is not a MatConvNet simplenn file: no 'net' struct or "
                               f"'layers' variable (variables found: {found})")
     layers = fields["layers"]
-    layers = [layers] if isinstance(layers, scipy.io.matlab.mat_struct) else list(np.atleast_1d(layers))
+    if isinstance(layers, scipy.io.matlab.mat_struct):  # squeeze_me turns a 1-layer cell into it
+        layers = [layers]
+    layers = list(np.atleast_1d(layers))
     if not all(isinstance(l, scipy.io.matlab.mat_struct) and hasattr(l, "type") for l in layers):
         raise WeightFileError(f"{path}: 'layers' is not a cell array of simplenn layer structs "
                               f"(a DagNN file? only simplenn is supported)")
@@ -128,14 +130,11 @@ def _conv_weights(layer, path: Path, label: str):
 
 
 def _read_trunk(layers, path: Path) -> dict[str, dict[str, np.ndarray]]:
-    if len(layers) < len(_TRUNK):
-        raise WeightFileError(f"{path}: {len(layers)} layers, but the VGG-M trunk up to relu5 has "
-                              f"{len(_TRUNK)} (conv1 relu1 norm1 pool1 conv2 ... conv5 relu5)")
     geometry = dict(vggm.LAYERS)
     params, cin = {}, 3
     for index, ((kind, name), layer) in enumerate(zip(_TRUNK, layers), start=1):
         found = str(layer.type)
-        label = f"#{index} ({getattr(layer, 'name', '?')})"
+        label = f"#{index} ({getattr(layer, 'name', '?')}, expected {name or kind})"
         _check(_TYPE_ALIASES.get(found, found) == kind, path, label,
                f"expected a '{kind}' layer{f' ({name})' if name else ''}, found '{found}'")
         if kind == "lrn":
@@ -167,6 +166,10 @@ def _read_trunk(layers, path: Path) -> dict[str, dict[str, np.ndarray]]:
                    "non-finite weights")
             params[name] = {"kernel": kernel, "bias": bias}
             cin = kernel.shape[3]
+    if len(layers) < len(_TRUNK):
+        missing = " ".join(kind if name is None else name for kind, name in _TRUNK[len(layers):])
+        raise WeightFileError(f"{path}: only {len(layers)} layers; the VGG-M trunk up to relu5 "
+                              f"has {len(_TRUNK)} (missing at the end: {missing})")
     return params
 
 
@@ -231,8 +234,8 @@ def _pool_layer(name: str, *, window: int, stride: int, pad) -> dict:
 
 
 def write_matconvnet_simplenn(path, variables, *, mean_image, with_fc: bool = False,
-                              fc_widths: tuple[int, int, int] = (64, 32, 10), top_level: bool = False,
-                              seed: int = 0) -> Path:
+                              fc_widths: tuple[int, int, int] = (64, 32, 10),
+                              top_level: bool = False, seed: int = 0) -> Path:
     """Writes VGG-M-family variables as a MatConvNet simplenn `.mat` file.
 
     Used to test `load_matconvnet_simplenn` on small files and to hand trained students to the
@@ -274,7 +277,8 @@ def write_matconvnet_simplenn(path, variables, *, mean_image, with_fc: bool = Fa
         cin = int(np.shape(params["conv5"]["kernel"])[3])
         for i, (k, cout) in enumerate(zip((6, 1, 1), fc_widths)):
             kernel = rng.normal(0.0, 0.01, (k, k, cin, cout))
-            layers.append(_conv_layer(f"fc{i + 6}", kernel, np.zeros(cout), stride=1, pad=(0, 0, 0, 0)))
+            layers.append(_conv_layer(f"fc{i + 6}", kernel, np.zeros(cout), stride=1,
+                                      pad=(0, 0, 0, 0)))
             layers.append({"name": f"relu{i + 6}", "type": "relu"} if i < 2
                           else {"name": "prob", "type": "softmax"})
             cin = cout
@@ -285,7 +289,8 @@ def write_matconvnet_simplenn(path, variables, *, mean_image, with_fc: bool = Fa
                               "cropSize": np.array([0.875, 0.875]), "interpolation": "bilinear"}}
     net = {"layers": _struct_cell(layers), "meta": meta}
     path = Path(path)
-    scipy.io.savemat(path, net if top_level else {"net": net}, oned_as="column")
+    # oned_as="row": vectors and cells as MATLAB writes them (1xN), e.g. weights = {W, b}.
+    scipy.io.savemat(path, net if top_level else {"net": net}, oned_as="row")
     return path
 
 
@@ -323,7 +328,8 @@ def load_efficientnet_lite0(path=None, *, include_head: bool = False) -> LoadedM
     """Loads EfficientNet-Lite0 ImageNet weights from the torch-layout `.npz` dump.
 
     Args:
-        path: the `.npz`; default `paths.weights_file("efficientnet_lite0_imagenet_torch_layout.npz")`.
+        path: the `.npz`; default
+            `paths.weights_file("efficientnet_lite0_imagenet_torch_layout.npz")`.
         include_head: also load the 1280-wide head conv and the 1000-way classifier.
 
     Returns:
@@ -341,7 +347,8 @@ def load_efficientnet_lite0(path=None, *, include_head: bool = False) -> LoadedM
     path = Path(path)
     if not path.is_file():
         raise WeightFileError(f"weight file not found: {path}")
-    config = MODEL_CONFIGS["efficientnet_lite0_classifier" if include_head else "efficientnet_lite0"]
+    name = "efficientnet_lite0_classifier" if include_head else "efficientnet_lite0"
+    config = MODEL_CONFIGS[name]
     try:
         with np.load(path, allow_pickle=False) as archive:
             state = {key: archive[key] for key in archive.files}
