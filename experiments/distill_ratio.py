@@ -1,0 +1,25 @@
+"""Compression-ratio sweep (PAPER.md 9.1): the fidelity + tracking run for students of ratio
+16, 32, 64 and 96 (VGG-M widths / sqrt(ratio): 24/64/128, 17/45/91, 12/32/64, 10/26/52).
+
+    for r in r16 r32 r64 r96; do
+      ctjax distill --config experiments/distill_ratio.py:$r --workdir runs/ratio_$r --single-core
+    done
+
+The argument picks the ratio (default r64) and may add `smoke` (e.g. `:r96,smoke`) or
+key=value overrides. Expected: lower final losses for wider students (r16 best, r96 worst).
+"""
+
+from ctjax.train import SMOKE, DistillConfig, override
+
+RATIOS = ("r16", "r32", "r64", "r96")
+
+
+def get_config(arg: str = "") -> DistillConfig:
+    tokens = [t.strip() for t in arg.split(",") if t.strip()]
+    ratios = [t for t in tokens if t in RATIOS]
+    if len(ratios) > 1:
+        raise ValueError(f"pick one ratio, got {ratios}")
+    ratio = ratios[0] if ratios else "r64"
+    config = DistillConfig(name=f"ratio_{ratio}", student=f"cf_vggm_{ratio}")
+    rest = ",".join(t for t in tokens if t not in RATIOS)
+    return override(config, rest, presets={"smoke": SMOKE})
