@@ -16,8 +16,9 @@ from ctjax.models import (MODEL_CONFIGS, VGGM, EfficientNetLite0, ModelConfig, P
                           normalize, output_hw, param_count, stage_info, stage_names,
                           stage_offsets)
 from ctjax.models.cost import conv_macs
-from ctjax.models.layers import matconvnet_padding, same_padding
-from ctjax.models.registry import student_widths
+from ctjax.models.layers import depthwise_conv2d, matconvnet_padding, same_padding
+from ctjax.models.registry import init_variables, student_widths
+from ctjax.models.vggm import conv_shapes
 
 # Trainable parameters (BatchNorm statistics excluded). vggm / cf_vggm_r64 are PAPER.md section
 # 3's numbers; EfficientNet-Lite0 with head is the published 4.65 M.
@@ -98,6 +99,21 @@ def test_padding_helpers():
     assert same_padding(13, 5, 1) == (2, 2)
 
 
+@pytest.mark.parametrize("hw,kernel,stride,padding", [
+    ((9, 10), 3, 1, "SAME"), ((9, 10), 5, 2, "SAME"), ((12, 7), 3, 2, "SAME"),
+    ((8, 8), 5, 2, ((1, 0), (2, 1)))])
+def test_depthwise_conv_matches_grouped_conv(hw, kernel, stride, padding):
+    x = jax.random.normal(jax.random.key(0), (2, *hw, 6))
+    w = jax.random.normal(jax.random.key(1), (kernel, kernel, 1, 6))
+    expected = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
+        x, w, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=6))(x, w)
+    got = jax.jit(lambda x, w: depthwise_conv2d(x, w, stride=stride, padding=padding))(x, w)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="depthwise kernel"):
+        depthwise_conv2d(x, w[..., :5], stride=stride)
+
+
 # ----------------------------------------------------------------------------- VGG-M
 
 def test_vggm_shapes_at_224_match_paper():
@@ -122,16 +138,20 @@ def test_vggm_param_names_and_shapes():
 def test_vggm_stages_compute_only_what_is_needed():
     config = config_for_widths((4, 6, 8, 8, 8))
     module = build_module(config)
-    variables = jax.jit(module.init)(jax.random.key(0), jnp.zeros((1, 99, 99, 3)))
+    rng = np.random.default_rng(0)
+    variables = {"params": {name: {"kernel": rng.normal(0, 0.1, shape).astype(np.float32),
+                                   "bias": rng.normal(0, 0.1, shape[-1]).astype(np.float32)}
+                            for name, shape in conv_shapes(config.widths).items()}}
     x = jax.random.normal(jax.random.key(1), (1, 99, 99, 3)) * 50
-    full = module.apply(variables, x)
+    apply = jax.jit(module.apply, static_argnames=("stages", "capture_raw"))
+    full = apply(variables, x)
     # Without conv4/conv5 parameters the call can only succeed if those layers are skipped.
     trimmed = {"params": {k: v for k, v in variables["params"].items()
                           if k not in ("conv4", "conv5")}}
-    part = module.apply(trimmed, x, stages=("conv3", "conv1"))
+    part = apply(trimmed, x, stages=("conv3", "conv1"))
     assert list(part) == ["conv1", "conv3"]
-    np.testing.assert_array_equal(part["conv3"], full["conv3"])
-    raw = module.apply(variables, x, stages=("conv2",), capture_raw=True)
+    np.testing.assert_allclose(part["conv3"], full["conv3"], rtol=1e-6)
+    raw = apply(variables, x, stages=("conv2",), capture_raw=True)
     assert set(raw) == {"conv1_raw", "conv2_raw", "conv2"}
     np.testing.assert_allclose(lrn(jnp.maximum(raw["conv2_raw"], 0)), raw["conv2"], rtol=1e-6)
     with pytest.raises(ValueError, match="unknown or empty stages"):
@@ -168,10 +188,15 @@ def test_every_config_has_a_golden_count():
     assert set(GOLDEN_PARAM_COUNTS) == set(MODEL_CONFIGS)
 
 
-def test_param_count_matches_real_init_and_excludes_batch_stats():
-    config = MODEL_CONFIGS["cf_vggm_r96"]
-    variables = jax.jit(build_module(config).init)(jax.random.key(0), jnp.zeros((1, 67, 67, 3)))
-    assert param_count(variables) == param_count(variables["params"]) == 69_002
+def test_init_variables_and_param_count():
+    config = config_for_widths((2, 3, 4, 5, 6))
+    variables = init_variables(config, jax.random.key(0), input_hw=(25, 25))
+    expected = sum(math.prod(s) + s[-1] for s in conv_shapes(config.widths).values())
+    assert param_count(variables) == param_count(variables["params"]) == expected
+    # BatchNorm statistics are variables but not parameters.
+    abstract = abstract_variables(MODEL_CONFIGS["efficientnet_lite0"])
+    assert param_count(abstract) == param_count(abstract["params"]) < sum(
+        math.prod(x.shape) for x in jax.tree_util.tree_leaves(abstract))
 
 
 def test_student_widths_rounding_rule():
@@ -233,8 +258,8 @@ def positive_variables(variables):
     def leaf(path, x):
         name = path[-1].key
         if name == "kernel":
-            return jnp.full(x.shape, 1.0 / math.prod(x.shape[:-1]), jnp.float32)
-        return jnp.ones(x.shape, jnp.float32) if name in ("scale", "var") else jnp.zeros(x.shape)
+            return np.full(x.shape, 1.0 / math.prod(x.shape[:-1]), np.float32)
+        return np.full(x.shape, 1.0 if name in ("scale", "var") else 0.0, np.float32)
     return jax.tree_util.tree_map_with_path(leaf, variables)
 
 
@@ -273,41 +298,55 @@ def test_vggm_geometry_by_bright_line_probe(axis):
         assert_support(support, centres, info.receptive_field, n, stage)
 
 
+def expected_support(config, stage, hw, axis, cell):
+    """Input positions (along `axis`) in the claimed receptive field of `cell`, clipped."""
+    info = stage_info(config, stage)
+    centre = stage_offsets(config, stage, hw)[axis] + info.stride * cell
+    half = (info.receptive_field - 1) // 2
+    mask = np.zeros(hw[axis], bool)
+    mask[max(0, int(centre - half)):min(hw[axis] - 1, int(centre + half)) + 1] = True
+    return mask
+
+
 @pytest.mark.parametrize("hw,axis", [((480, 32), 0), ((32, 488), 1)])
 def test_efficientnet_geometry_by_gradient_probe(hw, axis):
     # Gradient of one cell w.r.t. the input of a positive, all-active network is non-zero
     # exactly on its receptive field (clipped to the image). 480 keeps every 'SAME' input even;
     # 488 makes the stride-16/32 layers see odd sizes (offsets 7, 7 instead of 15, 31). The
     # stride32 field (851) exceeds the input, but cell 0 shows its lower end and the last cell
-    # its upper end.
+    # its upper end. Cells whose fields are disjoint share one backward pass.
     config = MODEL_CONFIGS["efficientnet_lite0"]
-    module = build_module(config)
+    # XLA's grouped conv compiles faster than the k*k-slice form; speed is irrelevant here.
+    module = build_module(config).clone(depthwise_impl="grouped")
     variables = positive_variables(abstract_variables(config))
     x = jnp.full((1, *hw, 3), 1e-3, jnp.float32)  # small: no ReLU6 saturation
     forward = lambda x: module.apply(variables, x)
     out = jax.eval_shape(forward, x)
-    cotangents, cells = [], []
+    groups = []  # (stage, cells, union of expected supports)
     for stage in out:
+        assert out[stage].shape[1:3] == output_hw(config, stage, hw)
         n_cells = out[stage].shape[1 + axis]
         for i in sorted({0, n_cells // 2, n_cells - 1}):
-            ct = {s: jnp.zeros(v.shape, v.dtype) for s, v in out.items()}
-            index = (0, i, 0) if axis == 0 else (0, 0, i)
-            ct[stage] = ct[stage].at[index].set(1.0)
-            cotangents.append(ct)
-            cells.append((stage, i))
-    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *cotangents)
+            mask = expected_support(config, stage, hw, axis, i)
+            grown = np.convolve(mask, np.ones(3), "same") > 0  # keep a gap between fields
+            group = next((g for g in groups if g[0] == stage and not np.any(g[2] & grown)), None)
+            if group is None:
+                groups.append((stage, [i], mask))
+            else:
+                group[1].append(i)
+                group[2][:] |= mask
+    cotangents = []
+    for stage, cells, _ in groups:
+        ct = {s: np.zeros(v.shape, np.float32) for s, v in out.items()}
+        for i in cells:
+            ct[stage][(0, i, 0) if axis == 0 else (0, 0, i)] = 1.0
+        cotangents.append(ct)
+    stacked = jax.tree_util.tree_map(lambda *a: jnp.asarray(np.stack(a)), *cotangents)
     grads = jax.jit(jax.vmap(lambda ct: jax.vjp(forward, x)[1](ct)[0]))(stacked)
     support = np.asarray(jnp.sum(grads[:, 0], axis=(2, 3) if axis == 0 else (1, 3)) > 0)
-    for (stage, i), mask in zip(cells, support):
-        info = stage_info(config, stage)
-        offset = stage_offsets(config, stage, hw)[axis]
-        assert out[stage].shape[1:3] == output_hw(config, stage, hw)
-        expected = np.zeros(hw[axis], bool)
-        c = offset + info.stride * i
-        lo = max(0, int(c - (info.receptive_field - 1) // 2))
-        hi = min(hw[axis] - 1, int(c + (info.receptive_field - 1) // 2))
-        expected[lo:hi + 1] = True
-        np.testing.assert_array_equal(mask, expected, err_msg=f"{stage} cell {i} for {hw}")
+    assert len(groups) < 10
+    for (stage, cells, expected), mask in zip(groups, support):
+        np.testing.assert_array_equal(mask, expected, err_msg=f"{stage} cells {cells} for {hw}")
     if hw == (32, 488):
         assert stage_offsets(config, "stride32", hw) == (31.0, 7.0)
 
@@ -356,7 +395,10 @@ def jaxpr_conv_macs(jaxpr) -> int:
 def test_conv_macs_match_traced_program(name, hw, stages):
     config = MODEL_CONFIGS[name]
     variables = abstract_variables(config)
-    jaxpr = jax.make_jaxpr(lambda v, x: build_module(config).apply(v, x, stages=stages))(
+    module = build_module(config)
+    if isinstance(module, EfficientNetLite0):  # depthwise layers as conv primitives
+        module = module.clone(depthwise_impl="grouped")
+    jaxpr = jax.make_jaxpr(lambda v, x: module.apply(v, x, stages=stages))(
         variables, jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32))
     assert conv_macs(config, hw, stages=stages) == jaxpr_conv_macs(jaxpr.jaxpr)
 

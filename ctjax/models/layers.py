@@ -100,6 +100,44 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def depthwise_conv2d(x: Array, kernel: Array, *, stride: int = 1, padding="SAME") -> Array:
+    """Depthwise 2-D cross-correlation computed as kh*kw shifted multiply-adds.
+
+    Same result as `lax.conv_general_dilated(..., feature_group_count=C)` (up to float
+    rounding), but XLA's CPU backend runs grouped convolutions 20-50x slower than this fused
+    elementwise form (measured on EfficientNet-Lite0's depthwise layers, jax 0.10.2).
+
+    Args:
+        x: (N, H, W, C) input.
+        kernel: (kh, kw, 1, C), the grouped-conv HWIO layout.
+        stride: stride along both spatial axes.
+        padding: "SAME" (TensorFlow) or explicit `((top, bottom), (left, right))`.
+
+    Returns:
+        (N, H', W', C) array.
+    """
+    kh, kw, one, channels = kernel.shape
+    if one != 1 or channels != x.shape[-1]:
+        raise ValueError(f"depthwise kernel must be (kh, kw, 1, {x.shape[-1]}), got {kernel.shape}")
+    height, width = x.shape[1:3]
+    if padding == "SAME":
+        padding = (same_padding(height, kh, stride), same_padding(width, kw, stride))
+    (top, bottom), (left, right) = padding
+    x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    out_h = (height + top + bottom - kh) // stride + 1
+    out_w = (width + left + right - kw) // stride + 1
+    out = None
+    for dy in range(kh):
+        for dx in range(kw):
+            window = jax.lax.slice(x, (0, dy, dx, 0),
+                                   (x.shape[0], dy + stride * (out_h - 1) + 1,
+                                    dx + stride * (out_w - 1) + 1, channels),
+                                   (1, stride, stride, 1))
+            term = window * kernel[dy, dx, 0]
+            out = term if out is None else out + term
+    return out
+
+
 def relu6(x: Array) -> Array:
     """min(max(x, 0), 6), the activation of EfficientNet-Lite."""
     return jnp.clip(x, 0.0, 6.0)
