@@ -140,3 +140,25 @@ def cnn_extractor(loaded, layers: tuple[LayerSpec, ...], *, name: str | None = N
     strides = tuple(registry.stage_info(loaded.config, l.name).stride for l in layers)
     return CNNExtractor(name=name or loaded.config.name, module=module, layers=tuple(layers),
                         strides=strides)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompositeExtractor:
+    """Several extractors side by side (e.g. hand-crafted + CNN, as fECO uses HOG + conv1 +
+    conv5). `params` is a tuple with one entry per part; layers are concatenated in order."""
+    parts: tuple
+
+    @property
+    def name(self) -> str:
+        return "+".join(p.name for p in self.parts)
+
+    @property
+    def layers(self) -> tuple[LayerSpec, ...]:
+        return tuple(l for p in self.parts for l in p.layers)
+
+    @property
+    def cell_strides(self) -> tuple[int, ...]:
+        return tuple(s for p in self.parts for s in p.cell_strides)
+
+    def __call__(self, params, patches):
+        return tuple(f for part, prm in zip(self.parts, params) for f in part(prm, patches))

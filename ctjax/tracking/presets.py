@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ctjax import paths
-from ctjax.tracking.features import (GradientHistogramExtractor, LayerSpec, cnn_extractor,
-                                     cnn_params)
+from ctjax.tracking.features import (CompositeExtractor, GradientHistogramExtractor, LayerSpec,
+                                     cnn_extractor, cnn_params)
 from ctjax.tracking.tracker import Tracker, TrackerConfig, make_tracker
 
 SHIPPED_STUDENT = paths.ASSETS / "students" / "ctjax_cfvggm_r64"
@@ -92,7 +92,7 @@ def _random(config_name: str, patch_size: int, seed: int = 0):
 
 
 def build(name: str, *, weights: str | Path | None = None,
-          config: TrackerConfig | None = None) -> BuiltTracker:
+          config: TrackerConfig | None = None, with_handcrafted: bool = False) -> BuiltTracker:
     """Builds a preset by name (see `PRESETS`)."""
     config = config or TrackerConfig()
     if name == "cfvggm":
@@ -111,5 +111,8 @@ def build(name: str, *, weights: str | Path | None = None,
     else:
         raise ValueError(f"unknown tracker {name!r}; choose one of {sorted(PRESETS)}")
     params = cnn_params(loaded, config.patch_size)
+    if with_handcrafted:
+        extractor = CompositeExtractor((GradientHistogramExtractor(), extractor))
+        params = ({}, params)
     return BuiltTracker(name, make_tracker(config, extractor), params, config, extractor,
                         loaded.source)

@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 import jax
 import numpy as np
 
+from ctjax.boxes import validate_box
 from ctjax.tracking.crop import to_canvas
 from ctjax.tracking.tracker import Tracker, TrackerConfig
 
@@ -74,7 +75,8 @@ def track_frames(compiled: CompiledTracker, params, frames: Iterable[np.ndarray]
       compiled: from `compile_tracker`.
       params: the extractor's params pytree.
       frames: decoded lazily; the first is the init frame.
-      init_box: (4,) initial box, already validated by the caller.
+      init_box: (4,) initial box; `ctjax.boxes.BoxError` if it is not a valid box inside the
+        first frame.
       num_frames: length hint for progress reporting.
       progress: called with the number of frames done.
     """
@@ -91,6 +93,7 @@ def track_frames(compiled: CompiledTracker, params, frames: Iterable[np.ndarray]
         t1 = time.perf_counter()
         frame = to_canvas(image, canvas)
         if state is None:
+            init_box = validate_box(init_box, image.shape[:2])
             state = compiled.init(params, frame, np.asarray(init_box, np.float32))
             jax.block_until_ready(state)
             box, score = np.asarray(init_box, np.float64), np.nan

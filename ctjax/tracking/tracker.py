@@ -41,6 +41,8 @@ class TrackerConfig:
       scale_penalty: factor applied per scale step away from 1 to the fused response.
       scale_lr: how far the size follows the best scale each frame (0 = fixed size).
       output_sigma_factor: label sigma / target size (ECO: 1/12, DCFNet: 0.1).
+      min_sigma_cells: floor of the label sigma in feature cells, so coarse layers (conv5
+        at stride 16) are not asked to produce a near-delta response.
       lam: ridge regularisation (with the 1/(MND) normalisation of `ctjax.ops.dcf`).
       learning_rate: filter interpolation rate per frame.
       grid_step: spacing of the fused response grid, in patch pixels.
@@ -55,6 +57,7 @@ class TrackerConfig:
     scale_penalty: float = 0.995
     scale_lr: float = 0.6
     output_sigma_factor: float = 1.0 / 12.0
+    min_sigma_cells: float = 0.0
     lam: float = 1e-4
     learning_rate: float = 0.011
     grid_step: float = 2.0
@@ -164,7 +167,8 @@ def make_tracker(config: TrackerConfig, extractor) -> Tracker:
         out = []
         for f, stride in zip(feats, strides):
             hw = f.shape[1:3]
-            sigma = config.output_sigma_factor * (p / config.search_area_scale) / stride
+            sigma = max(config.output_sigma_factor * (p / config.search_area_scale) / stride,
+                        config.min_sigma_cells)
             label = fourier.gaussian_label(hw, sigma)
             yf = fourier.rfft2_map(label)
             out.append((fourier.hann_window(hw)[None, :, :, None], yf, hw))
