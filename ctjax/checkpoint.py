@@ -247,8 +247,7 @@ def export_run(workdir, output, *, step: int | None = None) -> Path:
     setup = train.make_setup(config)
     optimizer = train.make_optimizer(config)
     scales = {s: 1.0 for s, _ in config.layers} if config.uses_teacher else {}
-    target = jax.eval_shape(lambda: train.init_state(config, setup, optimizer,
-                                                     jax.random.PRNGKey(0), scales))
+    target = train.init_state(config, setup, optimizer, 0, scales)
     state, meta = ckpt.restore(step, target)
     summary_file = workdir / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}

@@ -160,7 +160,7 @@ def override(config: DistillConfig, arg: str, *, presets: dict[str, dict] | None
 
 
 # Small enough for CI: tiny crops, a tiny pool, a handful of steps (see the experiments).
-SMOKE = dict(crop_size=80, batch_size=2, pool_pairs=4, val_pairs=2, steps=8,
+SMOKE = dict(crop_size=80, batch_size=2, pool_pairs=2, val_pairs=2, steps=6,
              learning_rate=3e-3, warmup_steps=0, schedule="constant", sequences=("Woman",),
              log_every=1, eval_every=4, checkpoint_every=4, keep_checkpoints=2)
 
@@ -276,20 +276,46 @@ def make_optimizer(config: DistillConfig) -> optax.GradientTransformation:
     return opt
 
 
-def init_state(config: DistillConfig, setup: Setup, optimizer, rng: jax.Array,
-               scales: dict) -> TrainState:
-    """Random student and adapters (adapter per fidelity layer), fresh optimiser state."""
-    k_student, k_adapters = jax.random.split(rng)
+def _he_normal(shapes: dict, rng: np.random.Generator) -> dict:
+    """Kernels ~ N(0, 2 / fan_in) (MSRA / He), biases 0, drawn on the host.
+
+    On the host because compiling JAX's threefry sampler for every kernel shape takes longer
+    than a smoke run's training on a small CPU.
+    """
+    out = {}
+    for path, shape in sorted(shapes.items()):
+        if path[-1] == "kernel":
+            fan_in = int(np.prod(shape[:-1]))
+            out[path] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+        else:
+            out[path] = np.zeros(shape, np.float32)
+    return out
+
+
+def init_params(config: DistillConfig, setup: Setup, seed: int) -> dict:
+    """Random student ({"params": ...}) and one 1x1 adapter per fidelity layer (He normal)."""
+    import flax.traverse_util as traverse
+
     hw = (config.crop_size, config.crop_size)
-    student = registry.init_variables(setup.student_config, k_student, input_hw=hw)
-    adapters = {}
-    for pair, key in zip(setup.pairs, jax.random.split(k_adapters, len(setup.pairs))):
+    abstract = jax.eval_shape(lambda: registry.init_variables(
+        setup.student_config, jax.random.PRNGKey(0), input_hw=hw))
+    shapes = {("student",) + k: v.shape for k, v in traverse.flatten_dict(abstract).items()}
+    for pair in setup.pairs:
         c_in = registry.stage_info(setup.student_config, pair.student).channels
         c_out = registry.stage_info(setup.teacher_config, pair.teacher).channels
-        adapters[pair.student] = losses.init_adapter(key, c_in, c_out)
-    params = {"student": student, "adapters": adapters}
+        shapes[("adapters", pair.student, "kernel")] = (c_in, c_out)
+        shapes[("adapters", pair.student, "bias")] = (c_out,)
+    params = traverse.unflatten_dict(_he_normal(shapes, np.random.default_rng([seed, 17])))
+    params.setdefault("adapters", {})
+    return jax.tree.map(jnp.asarray, params)
+
+
+def init_state(config: DistillConfig, setup: Setup, optimizer, seed: int,
+               scales: dict) -> TrainState:
+    """Fresh training state: `init_params`, optimiser state, the fidelity normalisers."""
+    params = init_params(config, setup, seed)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=optimizer.init(params),
+                      opt_state=jax.jit(optimizer.init)(params),
                       scales={k: jnp.asarray(v, jnp.float32) for k, v in scales.items()})
 
 
@@ -391,7 +417,7 @@ def make_train_step(*, setup: Setup, config: DistillConfig,
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {k: jnp.mean(v) for k, v in comps.items()}
-        metrics.update(loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(state.step))
+        metrics.update(loss=loss, grad_norm=optax.tree.norm(grads), lr=schedule(state.step))
         new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state)
         return new_state, metrics
 
@@ -589,9 +615,9 @@ def train_and_evaluate(config: DistillConfig, workdir, *, stop_after: int | None
     scales = estimate_scales(config, pool if cached else None,
                              lambda: teacher_fn(teacher_variables, train_batch(0)["template"]))
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
-    template = init_state(config, setup, optimizer, jax.random.PRNGKey(config.seed), scales)
-    restored = ckpt.restore_latest(template)
-    state, meta = restored if restored is not None else (template, {"wall_time": 0.0})
+    fresh = init_state(config, setup, optimizer, config.seed, scales)
+    restored = ckpt.restore_latest(fresh)
+    state, meta = restored if restored is not None else (fresh, {"wall_time": 0.0})
     state = jax.device_put(state, replicated)
     start = int(state.step)
 
