@@ -337,7 +337,12 @@ def _per_example_losses(params, scales, batch, targets, *, setup: Setup, config:
     stages = student_stages(config)
     both = jnp.concatenate([batch["template"], batch["search"]], axis=0)
     x = preprocessing.normalize(both, setup.student_prep)
-    feats = setup.student.apply(params["student"], x, stages=stages)
+    # The VGG-M layers build reduce_window's init value with jnp (`ctjax.models.layers`);
+    # traced under jit it is no longer a known constant and reduce_window loses its
+    # autodiff rule. Evaluating constant-only expressions at trace time keeps it concrete;
+    # every op on parameters or images is still traced and compiled as usual.
+    with jax.ensure_compile_time_eval():
+        feats = setup.student.apply(params["student"], x, stages=stages)
     n = batch["template"].shape[0]
     template = {k: v[:n] for k, v in feats.items()}
     search = {k: v[n:] for k, v in feats.items()}
