@@ -16,7 +16,8 @@ from ctjax.models import (MODEL_CONFIGS, VGGM, EfficientNetLite0, ModelConfig, P
                           normalize, output_hw, param_count, stage_info, stage_names,
                           stage_offsets)
 from ctjax.models.cost import conv_macs
-from ctjax.models.layers import depthwise_conv2d, matconvnet_padding, same_padding
+from ctjax.models.layers import (depthwise_conv2d, matconvnet_padding, same_padding,
+                                 space_to_depth_conv)
 from ctjax.models.registry import init_variables, student_widths
 from ctjax.models.vggm import conv_shapes
 
@@ -114,6 +115,17 @@ def test_depthwise_conv_matches_grouped_conv(hw, kernel, stride, padding):
         depthwise_conv2d(x, w[..., :5], stride=stride)
 
 
+@pytest.mark.parametrize("hw,kernel,stride", [((224, 224), 7, 2), ((25, 26), 7, 2),
+                                               ((30, 31), 5, 3), ((9, 12), 4, 2)])
+def test_space_to_depth_conv_matches_strided_conv(hw, kernel, stride):
+    x = jax.random.normal(jax.random.key(0), (2, *hw, 3))
+    w = jax.random.normal(jax.random.key(1), (kernel, kernel, 3, 5))
+    expected = jax.lax.conv_general_dilated(x, w, (stride, stride), "VALID",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    got = jax.jit(lambda x, w: space_to_depth_conv(x, w, stride=stride))(x, w)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=5e-5)
+
+
 # ----------------------------------------------------------------------------- VGG-M
 
 def test_vggm_shapes_at_224_match_paper():
@@ -158,6 +170,8 @@ def test_vggm_stages_compute_only_what_is_needed():
         module.apply(variables, x, stages=("relu5",))
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
         module.apply(variables, x[..., :2])
+    with pytest.raises(ValueError, match="conv1_impl"):
+        module.clone(conv1_impl="fft").apply(variables, x)
 
 
 # ----------------------------------------------------------------------------- EfficientNet

@@ -50,12 +50,13 @@ def random_vggm_variables(widths, seed=0):
 
 # ----------------------------------------------------------------------------- real files
 
-def test_released_student_reproduces_reference_activations(student):
+@pytest.mark.parametrize("conv1_impl", ["direct", "space_to_depth"])
+def test_released_student_reproduces_reference_activations(student, conv1_impl):
     assert student.config.name == "cf_vggm_r64"
     assert param_count(student.variables) == 103_760
     x = normalize(synthetic_image()[None], student.preprocessing)
-    out = jax.jit(lambda v, x: build_module(student.config).apply(v, x, capture_raw=True))(
-        student.variables, x)
+    module = build_module(student.config).clone(conv1_impl=conv1_impl)
+    out = jax.jit(lambda v, x: module.apply(v, x, capture_raw=True))(student.variables, x)
     for layer, (shape, mean, std) in REFERENCE_ACTIVATIONS.items():
         feats = np.asarray(out[layer][0], np.float64)
         assert feats.shape == shape, layer
