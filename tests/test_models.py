@@ -207,6 +207,32 @@ def test_init_variables_and_param_count():
     variables = init_variables(config, jax.random.key(0), input_hw=(25, 25))
     expected = sum(math.prod(s) + s[-1] for s in conv_shapes(config.widths).values())
     assert param_count(variables) == param_count(variables["params"]) == expected
+    with pytest.raises(ValueError):
+        init_variables(config, jax.random.key(0), input_hw=(20, 25))  # too small for conv5
+
+
+@pytest.mark.parametrize("name", ["vggm", "efficientnet_lite0_classifier"])
+def test_init_variables_matches_module_init_structure_and_distribution(name):
+    config = MODEL_CONFIGS[name]
+    variables = init_variables(config, jax.random.key(0))
+    reference = abstract_variables(config)
+    assert jax.tree_util.tree_structure(variables) == jax.tree_util.tree_structure(reference)
+    for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(variables),
+                                 jax.tree_util.tree_leaves(reference)):
+        assert got.shape == want.shape and got.dtype == want.dtype, path
+        leaf = path[-1].key
+        if leaf == "kernel":  # LeCun normal truncated at 2 sigma: std 1/sqrt(fan_in)
+            fan_in = math.prod(got.shape[:-1])
+            scaled = np.asarray(got) * math.sqrt(fan_in)
+            assert np.abs(scaled).max() <= 2 / 0.8796 + 1e-4, path
+            if got.size > 5000:
+                assert abs(scaled.std() - 1.0) < 0.05, path
+        else:
+            np.testing.assert_array_equal(got, 1.0 if leaf in ("scale", "var") else 0.0)
+    # Each kernel gets its own part of the random sample.
+    firsts = [float(np.ravel(x)[0]) for path, x in jax.tree_util.tree_leaves_with_path(variables)
+              if path[-1].key == "kernel"]
+    assert len(set(firsts)) == len(firsts)
     # BatchNorm statistics are variables but not parameters.
     abstract = abstract_variables(MODEL_CONFIGS["efficientnet_lite0"])
     assert param_count(abstract) == param_count(abstract["params"]) < sum(

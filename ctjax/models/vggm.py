@@ -113,6 +113,7 @@ class VGGM(nn.Module):
             raise ValueError(f"VGGM expects (N, H, W, 3) input, got shape {x.shape}")
         if self.conv1_impl not in CONV1_IMPLS:
             raise ValueError(f"conv1_impl must be one of {CONV1_IMPLS}, got {self.conv1_impl!r}")
+        height, width = x.shape[1:3]
         wanted = resolve_stages(stages, STAGES)
         last = wanted[-1]
         widths = dict(zip(("conv1", "conv2", "conv3", "conv4", "conv5"), self.widths))
@@ -133,6 +134,9 @@ class VGGM(nn.Module):
                 x = nn.relu(x)
                 if name in LRN_STAGES:
                     x = lrn(x)
+            if min(x.shape[1:3]) < 1:
+                raise ValueError(f"input {height}x{width} is too small: {name} would be empty "
+                                 f"(VGG-M needs at least 25x25 for pool2..conv5)")
             if name in wanted:
                 features[name] = x
             if name == last:
