@@ -538,11 +538,74 @@ def _load_teacher(config: DistillConfig, setup_hw):
     return loaded.variables, loaded.source
 
 
-def _training_source(config: DistillConfig, workdir: Path):
+class _Data(NamedTuple):
+    """The training frames, the pair sampler and the pools (None when not used)."""
+    names: list
+    sampler: Any
+    pool: dict | None
+    val_pool: dict | None
+
+
+def _prepare_data(config: DistillConfig, workdir: Path, cache_dir, teacher_fn,
+                  teacher_variables) -> _Data:
     from ctjax.data import pairs
 
-    return pairs.training_source(config.sequences, data_dir=workdir / "tfds",
-                                 manual_dir=config.manual_dir or None, kind=config.data_kind)
+    source = pairs.training_source(config.sequences, data_dir=workdir / "tfds",
+                                   manual_dir=config.manual_dir or None, kind=config.data_kind)
+    sampler = pairs.PairSampler(source, pairs.PairConfig(
+        crop_size=config.crop_size, context=config.context, max_gap=config.max_gap,
+        max_jitter=config.max_jitter, jitter_step=config.jitter_step))
+    args = dict(teacher_fn=teacher_fn, teacher_variables=teacher_variables, config=config,
+                cache_dir=Path(cache_dir) if cache_dir else workdir / "pools")
+    pool = build_pool(sampler, config.pool_pairs, seed=config.seed, desc="train",
+                      **args) if config.pool_pairs > 0 else None
+    val_pool = build_pool(sampler, config.val_pairs, seed=config.seed + 1_000_003, desc="val",
+                          **args) if config.val_pairs > 0 else None
+    return _Data(list(source.names), sampler, pool, val_pool)
+
+
+def _check_workdir(config: DistillConfig, workdir: Path):
+    """Writes `config.json`, or checks that a resumed run has the same config."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_file = workdir / "config.json"
+    if config_file.is_file():
+        saved = DistillConfig.from_json(json.loads(config_file.read_text()))
+        if saved != config:
+            raise ValueError(f"{workdir} holds a run with a different config ({config_file}); "
+                             "use another --workdir")
+    else:
+        config_file.write_text(json.dumps(config.to_json(), indent=1) + "\n")
+
+
+def _batch_fn(config: DistillConfig, data: _Data, sharding) -> Callable[[int], dict]:
+    """`batch(step)`: the step's training batch (a pure function of seed and step)."""
+    def batch(step: int) -> dict:
+        if data.pool is not None:
+            rng = np.random.default_rng([config.seed, 1, step])
+            out = pool_batch(data.pool, rng.choice(config.pool_pairs, config.batch_size,
+                                                   replace=False))
+        else:
+            out = data.sampler.batch(config.seed, step, config.batch_size)
+            out.pop("index")
+        return jax.device_put(out, sharding)
+
+    return batch
+
+
+def _evaluator(config: DistillConfig, eval_step, teacher_variables, val_pool) -> Callable:
+    """`evaluate(params, scales) -> metrics`: means over the validation pool."""
+    def evaluate(params, scales) -> dict:
+        if val_pool is None:
+            return {}
+        sums: dict = {}
+        for lo in range(0, config.val_pairs, config.batch_size):
+            idx = np.arange(lo, min(lo + config.batch_size, config.val_pairs))
+            metrics = eval_step(params, scales, teacher_variables, pool_batch(val_pool, idx))
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        return {k: v / config.val_pairs for k, v in sums.items()}
+
+    return evaluate
 
 
 def _mean_metrics(history: list[dict]) -> dict:
@@ -555,8 +618,9 @@ def train_and_evaluate(config: DistillConfig, workdir, *, stop_after: int | None
 
     Args:
         config: the run's config; must equal `workdir/config.json` when resuming.
-        workdir: output folder: config.json, checkpoints/, log.jsonl, summary.json, pools/,
-            tfds/ (the prepared training frames).
+        workdir: output folder: config.json, checkpoints/, log.jsonl (one JSON record per
+            logged step, "split" train or val), summary.json, pools/, tfds/ (the prepared
+            training frames).
         stop_after: stop (as if killed) once this many steps are done in total; the last
             step is checkpointed. None = run to `config.steps`.
         progress: show a tqdm bar.
@@ -565,66 +629,34 @@ def train_and_evaluate(config: DistillConfig, workdir, *, stop_after: int | None
 
     Returns:
         The summary (also written to `workdir/summary.json` when training is complete).
+        "wall_time_s" adds up every process of the run, set-up included.
     """
     from tqdm import tqdm
 
-    from ctjax.data import pairs
-
+    t0 = time.perf_counter()
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    config_file = workdir / "config.json"
-    if config_file.is_file():
-        saved = DistillConfig.from_json(json.loads(config_file.read_text()))
-        if saved != config:
-            raise ValueError(f"{workdir} holds a run with a different config ({config_file}); "
-                             "use another --workdir")
-    else:
-        config_file.write_text(json.dumps(config.to_json(), indent=1) + "\n")
-
-    hw = (config.crop_size, config.crop_size)
+    _check_workdir(config, workdir)
     setup = make_setup(config)
-    teacher_variables, teacher_source = _load_teacher(config, hw)
+    teacher_variables, teacher_source = _load_teacher(config, (config.crop_size,) * 2)
     optimizer = make_optimizer(config)
     teacher_fn = jax.jit(make_teacher_fn(setup))
     cached = config.pool_pairs > 0
-
-    source = _training_source(config, workdir)
-    sampler = pairs.PairSampler(source, pairs.PairConfig(
-        crop_size=config.crop_size, context=config.context, max_gap=config.max_gap,
-        max_jitter=config.max_jitter, jitter_step=config.jitter_step))
-    pool_args = dict(teacher_fn=teacher_fn, teacher_variables=teacher_variables, config=config,
-                     cache_dir=Path(cache_dir) if cache_dir else workdir / "pools")
-    pool = build_pool(sampler, config.pool_pairs, seed=config.seed, desc="train",
-                      **pool_args) if cached else None
-    val_pool = build_pool(sampler, config.val_pairs, seed=config.seed + 1_000_003, desc="val",
-                          **pool_args) if config.val_pairs > 0 else None
+    data = _prepare_data(config, workdir, cache_dir, teacher_fn, teacher_variables)
 
     devices = jax.devices()
     if config.batch_size % len(devices):
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
                          f"{len(devices)} devices")
     mesh = Mesh(np.asarray(devices), ("data",))
-    data_sharding = NamedSharding(mesh, PartitionSpec("data"))
-    replicated = NamedSharding(mesh, PartitionSpec())
-
-    def train_batch(step: int) -> dict:
-        if cached:
-            rng = np.random.default_rng([config.seed, 1, step])
-            batch = pool_batch(pool, rng.choice(config.pool_pairs, config.batch_size,
-                                                replace=False))
-        else:
-            batch = sampler.batch(config.seed, step, config.batch_size)
-            batch.pop("index")
-        return jax.device_put(batch, data_sharding)
-
-    scales = estimate_scales(config, pool if cached else None,
+    train_batch = _batch_fn(config, data, NamedSharding(mesh, PartitionSpec("data")))
+    scales = estimate_scales(config, data.pool,
                              lambda: teacher_fn(teacher_variables, train_batch(0)["template"]))
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
     fresh = init_state(config, setup, optimizer, config.seed, scales)
     restored = ckpt.restore_latest(fresh)
     state, meta = restored if restored is not None else (fresh, {"wall_time": 0.0})
-    state = jax.device_put(state, replicated)
-    start = int(state.step)
+    state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
+    start, wall0 = int(state.step), float(meta.get("wall_time", 0.0))
 
     traces = []
     raw_step = make_train_step(setup=setup, config=config, optimizer=optimizer, cached=cached)
@@ -634,58 +666,44 @@ def train_and_evaluate(config: DistillConfig, workdir, *, stop_after: int | None
         return raw_step(*args)
 
     train_step = jax.jit(counted, donate_argnums=(0,))
-    eval_step = jax.jit(make_eval_step(setup=setup, config=config, cached=cached))
-
-    def evaluate(params, scales):
-        if val_pool is None:
-            return {}
-        sums: dict = {}
-        for lo in range(0, config.val_pairs, config.batch_size):
-            idx = np.arange(lo, min(lo + config.batch_size, config.val_pairs))
-            m = eval_step(params, scales, teacher_variables, pool_batch(val_pool, idx))
-            for k, v in m.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-        return {k: v / config.val_pairs for k, v in sums.items()}
-
+    evaluate = _evaluator(config, jax.jit(make_eval_step(setup=setup, config=config,
+                                                         cached=cached)),
+                          teacher_variables, data.val_pool)
     end = config.steps if stop_after is None else min(stop_after, config.steps)
-    log = (workdir / "log.jsonl").open("a")
     history: list[dict] = []
-    t0, wall0 = time.perf_counter(), float(meta.get("wall_time", 0.0))
     last_val: dict = dict(meta.get("last_val", {}))
-    bar = tqdm(range(start, end), initial=start, total=config.steps, disable=not progress,
-               desc=config.name, unit="step")
-    for step in bar:
-        state, metrics = train_step(state, teacher_variables if not cached else None,
-                                    train_batch(step))
-        done = step + 1
-        if done % config.log_every == 0 or done == end:
-            metrics = jax.device_get(metrics)
-            history.append({k: float(v) for k, v in metrics.items()})
-            record = {"step": done, "split": "train", "time": wall0 + time.perf_counter() - t0,
-                      **history[-1]}
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            bar.set_postfix(loss=f"{record['loss']:.4f}")
-        if done % config.eval_every == 0 or done == config.steps:
-            last_val = evaluate(state.params, state.scales)
-            log.write(json.dumps({"step": done, "split": "val", **last_val}) + "\n")
-            log.flush()
-        if done % config.checkpoint_every == 0 or done == end:
-            ckpt.save(done, state, {"wall_time": wall0 + time.perf_counter() - t0,
-                                    "last_val": last_val})
-    bar.close()
-    log.close()
+    with (workdir / "log.jsonl").open("a") as log, tqdm(
+            range(start, end), initial=start, total=config.steps, disable=not progress,
+            desc=config.name, unit="step") as bar:
+        for step in bar:
+            state, metrics = train_step(state, None if cached else teacher_variables,
+                                        train_batch(step))
+            done = step + 1
+            if done % config.log_every == 0 or done == end:
+                history.append({k: float(v) for k, v in jax.device_get(metrics).items()})
+                log.write(json.dumps({"step": done, "split": "train",
+                                      "time": wall0 + time.perf_counter() - t0,
+                                      **history[-1]}) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+            if done % config.eval_every == 0 or done == config.steps:
+                last_val = evaluate(state.params, state.scales)
+                log.write(json.dumps({"step": done, "split": "val", **last_val}) + "\n")
+                log.flush()
+            if done % config.checkpoint_every == 0 or done == end:
+                ckpt.save(done, state, {"wall_time": wall0 + time.perf_counter() - t0,
+                                        "last_val": last_val})
     ckpt.wait()
     if len(traces) > 1:
         raise RuntimeError(f"the train step was traced {len(traces)} times (expected once)")
-    wall = wall0 + time.perf_counter() - t0
     summary = {
         "name": config.name, "steps": int(state.step), "complete": int(state.step) >= config.steps,
-        "wall_time_s": round(wall, 1), "train_step_traces": len(traces),
+        "wall_time_s": round(wall0 + time.perf_counter() - t0, 1),
+        "train_step_traces": len(traces),
         "final_train": _mean_metrics(history[-max(1, 50 // config.log_every):]),
         "final_val": last_val, "teacher": config.teacher if config.uses_teacher else None,
         "teacher_weights": teacher_source, "student": config.student,
-        "data": {"kind": config.data_kind, "sequences": list(source.names),
+        "data": {"kind": config.data_kind, "sequences": data.names,
                  "pool_pairs": config.pool_pairs, "crop_size": config.crop_size},
         "devices": [str(d) for d in devices], "ctjax_version": ctjax.__version__,
     }
