@@ -41,6 +41,10 @@ class TrackerConfig:
       scale_penalty: factor applied per scale step away from 1 to the fused response.
       scale_lr: how far the size follows the best scale each frame (0 = fixed size).
       output_sigma_factor: label sigma / target size (ECO: 1/12, DCFNet: 0.1).
+      train_window_power: the training sample is windowed by hann**power (search samples by
+        hann): a power > 1 narrows the training window around the target, so the filter
+        relies less on the background it saw at training time (a cheap stand-in for ECO's
+        spatial regularisation) [RECON, tuned on the train split].
       min_sigma_cells: floor of the label sigma in feature cells, so coarse layers (conv5
         at stride 16) are not asked to produce a near-delta response.
       lam: ridge regularisation (with the 1/(MND) normalisation of `ctjax.ops.dcf`).
@@ -58,8 +62,9 @@ class TrackerConfig:
     scale_lr: float = 0.6
     output_sigma_factor: float = 1.0 / 12.0
     min_sigma_cells: float = 0.0
+    train_window_power: float = 2.0
     lam: float = 1e-4
-    learning_rate: float = 0.011
+    learning_rate: float = 0.006
     grid_step: float = 2.0
     antialias: int = 1
     canvas_hw: tuple[int, int] = (720, 1280)
@@ -171,7 +176,8 @@ def make_tracker(config: TrackerConfig, extractor) -> Tracker:
                         config.min_sigma_cells)
             label = fourier.gaussian_label(hw, sigma)
             yf = fourier.rfft2_map(label)
-            out.append((fourier.hann_window(hw)[None, :, :, None], yf, hw))
+            hann = fourier.hann_window(hw)[None, :, :, None]
+            out.append((hann, yf, hw, hann ** config.train_window_power))
         return out
 
     def extract(params, frame, center, windows):
@@ -184,8 +190,8 @@ def make_tracker(config: TrackerConfig, extractor) -> Tracker:
         window = config.search_area_scale * jnp.sqrt(size[0] * size[1])
         feats = extract(params, frame, center, window[None])
         terms = []
-        for f, (hann, yf, hw) in zip(feats, windows_and_labels(feats)):
-            xf = fourier.rfft2(f * hann)[0]
+        for f, (_, yf, hw, train_window) in zip(feats, windows_and_labels(feats)):
+            xf = fourier.rfft2(f * train_window)[0]
             terms.append(dcf.filter_terms(xf, yf, hw=hw))
         return TrackerState(center=center, size=size, terms=tuple(terms))
 
@@ -193,11 +199,9 @@ def make_tracker(config: TrackerConfig, extractor) -> Tracker:
         window = config.search_area_scale * jnp.sqrt(state.size[0] * state.size[1])
         feats = extract(params, frame, state.center, window * scale_factors)
         fused = 0.0
-        spectra = []
-        for f, terms, (hann, _, hw), stride, weight in zip(
+        for f, terms, (hann, _, hw, _), stride, weight in zip(
                 feats, state.terms, windows_and_labels(feats), strides, weights):
             zf = fourier.rfft2(f * hann)
-            spectra.append(zf)
             r = dcf.primal_response(terms, zf, lam=config.lam, hw=hw)
             fused = fused + weight * _sample_periodic(r, grid / stride, grid / stride)
         fused = fused * penalties[:, None, None]
@@ -212,9 +216,11 @@ def make_tracker(config: TrackerConfig, extractor) -> Tracker:
         size = state.size * (1 - config.scale_lr + config.scale_lr * scale)
         size = jnp.clip(size, config.min_size, frame_hw)
         new_terms = []
-        for zf, terms, (_, yf, hw), stride in zip(spectra, state.terms, windows_and_labels(feats),
-                                                  strides):
-            xf = _shift_features(zf[s], -shift_patch / stride, hw)
+        for f, terms, (_, yf, hw, train_window), stride in zip(
+                feats, state.terms, windows_and_labels(feats), strides):
+            # Re-centre the best scale's features on the new position, then window them.
+            centred = fourier.irfft2(_shift_features(fourier.rfft2(f[s]), -shift_patch / stride, hw), hw)
+            xf = fourier.rfft2(centred * train_window[0])
             new = dcf.filter_terms(xf, yf, hw=hw)
             new_terms.append(dcf.linear_update(terms, new, rate=config.learning_rate))
         new_state = TrackerState(center=center, size=size, terms=tuple(new_terms))
