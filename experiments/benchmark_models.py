@@ -12,8 +12,10 @@ XLA's CPU conv is erratic for VGG-M's 3-channel conv1 (17 or 24 outputs run ~7x 
 12), so by default both conv1 implementations of `VGGM` (direct, space_to_depth; identical
 outputs) are timed and the faster is reported (`--conv1`).
 Compile time (lower + compile) is reported separately; the first two calls are warm-up; the
-table shows the median (and 10th-90th percentiles) over `--repeats` calls and the process
-CPU time / wall time during them (1.00 = one core). MACs are analytic conv MACs
+table shows the median wall time (and 10th-90th percentiles) over `--repeats` calls, the
+median process CPU time per call, and CPU time / wall time over the calls (1.00 = one core
+fully ours; below 1 the core was shared with other processes and wall times are inflated,
+CPU times less so). MACs are analytic conv MACs
 (`ctjax.models.cost.conv_macs`).
 
 Usage:
@@ -43,6 +45,7 @@ class Row:
     gmac: float
     compile_s: float
     median_ms: float
+    median_cpu_ms: float
     p10_ms: float
     p90_ms: float
     cpu_over_wall: float
@@ -58,7 +61,8 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
         try:
             sizes.append((int(h), int(w or h)))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--sizes wants N or HxW items, got {item!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"--sizes wants N or HxW items, got {item!r}") from None
     return sizes
 
 
@@ -112,31 +116,33 @@ def _time_one(name: str, hw: tuple[int, int], repeats: int, *, impl: str | None)
     compile_s = time.perf_counter() - start
     for _ in range(2):
         jax.block_until_ready(compiled(variables, x))
-    times = []
+    times, cpu_times = [], []
     wall0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(compiled(variables, x))
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
     ratio = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
     p10, p90 = np.percentile(times, [10, 90])
     return Row(model=name, params=registry.param_count(variables), input_hw=hw,
                gmac=cost.conv_macs(config, hw) / 1e9, compile_s=compile_s,
-               median_ms=1e3 * statistics.median(times), p10_ms=1e3 * p10, p90_ms=1e3 * p90,
+               median_ms=1e3 * statistics.median(times),
+               median_cpu_ms=1e3 * statistics.median(cpu_times), p10_ms=1e3 * p10, p90_ms=1e3 * p90,
                cpu_over_wall=ratio, weights=source, impl=impl or "-")
 
 
 def markdown_table(rows: list[Row]) -> str:
     teacher = {r.input_hw: r.median_ms for r in rows if r.model == "vggm"}
-    lines = ["| model | params | input | GMAC | compile s | median ms/crop | p10-p90 ms | crops/s "
-             "| vs vggm | cpu/wall | conv1 |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| model | params | input | GMAC | compile s | median ms/crop | p10-p90 ms "
+             "| median CPU ms | crops/s | vs vggm | cpu/wall | conv1 |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         speedup = f"{teacher[r.input_hw] / r.median_ms:.1f}x" if r.input_hw in teacher else "-"
         lines.append(f"| {r.model} | {r.params:,} | {r.input_hw[0]}x{r.input_hw[1]} | "
                      f"{r.gmac:.3f} | {r.compile_s:.2f} | {r.median_ms:.2f} | "
-                     f"{r.p10_ms:.2f}-{r.p90_ms:.2f} | {1e3 / r.median_ms:.0f} | {speedup} | "
-                     f"{r.cpu_over_wall:.2f} | {r.impl} |")
+                     f"{r.p10_ms:.2f}-{r.p90_ms:.2f} | {r.median_cpu_ms:.2f} | "
+                     f"{1e3 / r.median_ms:.0f} | {speedup} | {r.cpu_over_wall:.2f} | {r.impl} |")
     return "\n".join(lines)
 
 

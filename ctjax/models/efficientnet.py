@@ -12,14 +12,14 @@ Conventions:
     * returned stages, each the output of the LAST block at that stride (blocks numbered 0..15
       as in `efficientnet_pytorch` `_blocks.i`):
 
-      | stage | block | channels |
-      |---|---|---|
-      | "stride2" | 0 | 16 |
-      | "stride4" | 2 | 24 |
-      | "stride8" | 4 | 40 |
-      | "stride16" | 10 | 112 |
-      | "stride32" | 15 | 320 |
-      | "logits" (include_head only) | head conv 1280 -> avg pool -> fc | 1000 |
+      | stage | block | channels | receptive field (px) |
+      |---|---|---|---|
+      | "stride2" | 0 | 16 | 7 |
+      | "stride4" | 2 | 24 | 19 |
+      | "stride8" | 4 | 40 | 67 |
+      | "stride16" | 10 | 112 | 339 |
+      | "stride32" | 15 | 320 | 851 |
+      | "logits" (include_head only) | head conv 1280 -> avg pool -> fc | 1000 | |
 
     * geometry: cell i is centred on input pixel `offset + i * stride` (0-based). Because of
       'SAME' padding the offset depends on the input size: for sides divisible by the stage

@@ -157,7 +157,8 @@ def space_to_depth_conv(x: Array, kernel: Array, *, stride: int) -> Array:
     """
     k, kw, channels, outputs = kernel.shape
     if k != kw or channels != x.shape[-1]:
-        raise ValueError(f"kernel {kernel.shape} does not fit input {x.shape} (square kernels only)")
+        raise ValueError(f"kernel {kernel.shape} does not fit input {x.shape} "
+                         f"(square kernels only)")
     blocks = -(-k // stride)  # kernel side in s x s blocks
     out_hw = [(n - k) // stride + 1 for n in x.shape[1:3]]
     if min(out_hw) < 1:

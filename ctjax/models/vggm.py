@@ -16,7 +16,8 @@ Conventions:
       "conv5" = relu5 [14].
     * geometry (see `ctjax.models.registry.stage_info`): cell i of a stage is centred on input
       pixel `offset + i * stride` (0-based, pixel centres at integers): conv1 2/3, pool1 4/5,
-      conv2 8/9, pool2 16/17, conv3-5 16/17 (stride/offset). These do not depend on input size.
+      conv2 8/9, pool2 16/17, conv3-5 16/17 (stride/offset); receptive fields 7, 11, 27, 43,
+      75, 107, 139 px. These do not depend on input size.
 """
 
 from __future__ import annotations
