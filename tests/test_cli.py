@@ -1,0 +1,63 @@
+"""End-to-end tests of the `ctjax track` and `ctjax eval` commands on small inputs."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ctjax import cli, evaluation
+from ctjax.data import sequences
+from ctjax.tracking import presets
+
+
+def test_track_demo_with_the_shipped_student(tmp_path, capsys):
+    assert presets.SHIPPED_STUDENT.exists(), "the package must ship a student"
+    out = tmp_path / "boxes.txt"
+    gif = tmp_path / "demo.gif"
+    assert cli.main(["track", "--demo", "--output", str(out), "--video", str(gif),
+                     "--no-progress"]) == 0
+    boxes = evaluation.read_boxes(out)
+    demo = sequences.demo_sequence()
+    assert boxes.shape == (len(demo), 4)
+    np.testing.assert_allclose(boxes[0], demo.boxes[0])
+    text = capsys.readouterr().out
+    assert "FPS" in text and "success AUC" in text and "cpu/wall=" in text
+    auc = float(text.split("success AUC ")[1].split(",")[0])
+    assert auc > 0.5, text  # the demo clip is easy: a broken tracker scores far lower
+    assert gif.stat().st_size > 0
+
+
+def test_track_video_needs_a_box(tmp_path):
+    video = tmp_path / "clip.gif"
+    video.write_bytes(b"GIF89a")
+    with pytest.raises(SystemExit, match="--box"):
+        cli.main(["track", str(video), "--output", str(tmp_path / "b.txt")])
+
+
+def test_track_rejects_a_bad_box(tmp_path):
+    from ctjax.boxes import BoxError
+    with pytest.raises(BoxError, match="width"):
+        cli.main(["track", "--demo", "--tracker", "gradhist", "--box", "10,10,0,20",
+                  "--output", str(tmp_path / "b.txt"), "--no-progress"])
+
+
+def test_track_unknown_tracker_and_missing_weights(tmp_path):
+    with pytest.raises(ValueError, match="unknown tracker"):
+        cli.main(["track", "--demo", "--tracker", "nope", "--output", str(tmp_path / "b.txt")])
+    with pytest.raises(FileNotFoundError, match="weights not found"):
+        cli.main(["track", "--demo", "--weights", str(tmp_path / "missing.mat"),
+                  "--output", str(tmp_path / "b.txt")])
+
+
+def test_eval_runs_resumes_and_reports(tmp_path, capsys):
+    demo = sequences.demo_sequence()
+    seq_dir = demo.frame_paths[0].parents[1]
+    args = ["eval", "--trackers", "gradhist", "--sequences", str(seq_dir), "--max-frames", "12",
+            "--workers", "1", "--output", str(tmp_path)]
+    assert cli.main(args) == 0
+    meta = json.loads((tmp_path / "gradhist" / f"{seq_dir.name}.json").read_text())
+    assert meta["frames"] == 12 and meta["fps"] > 0
+    assert (tmp_path / "success.png").exists() and (tmp_path / "summary.md").exists()
+    capsys.readouterr()
+    assert cli.main(args) == 0  # second run: everything is already done
+    assert "0 to run, 1 already done" in capsys.readouterr().out
