@@ -8,6 +8,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import jax.test_util
 import numpy as np
 import pytest
 
@@ -86,6 +87,30 @@ def test_max_pool_matches_naive_with_minus_inf_padding(hw, pad):
     got = max_pool_matconvnet(jnp.asarray(x, jnp.float32), window=3, stride=2, pad=pad)
     np.testing.assert_allclose(got, naive_max_pool(x, 3, 2, pad), rtol=1e-6)
     assert got.shape[1:3] == {(109, 109): (54, 54)}.get(hw, got.shape[1:3])
+
+
+def test_layer_gradients_under_jit():
+    # reduce_window needs a concrete init value to stay differentiable inside jit.
+    x = jax.random.normal(jax.random.key(0), (1, 9, 8, 6)) * 10
+    for layer in (lrn, max_pool_matconvnet):
+        grad = jax.jit(jax.grad(lambda x: jnp.sum(layer(x) ** 2)))(x)
+        assert grad.shape == x.shape and bool(jnp.all(jnp.isfinite(grad)))
+    with jax.enable_x64(True):
+        x64 = jnp.asarray(np.asarray(x), jnp.float64)
+        jax.test_util.check_grads(lrn, (x64,), order=1, modes=["fwd", "rev"])
+        jax.test_util.check_grads(max_pool_matconvnet, (x64,), order=1, modes=["fwd", "rev"])
+
+
+def test_vggm_is_differentiable_in_its_parameters():
+    config = config_for_widths((3, 4, 5, 5, 6))
+    module = build_module(config)
+    variables = init_variables(config, jax.random.key(0), input_hw=(40, 40))
+    x = jax.random.normal(jax.random.key(1), (2, 40, 40, 3)) * 50
+    loss = lambda v: sum(jnp.mean(f ** 2) for f in module.apply(v, x, stages=("conv1", "conv5"))
+                         .values())
+    grads = jax.jit(jax.grad(loss))(variables)
+    norms = {k: float(jnp.linalg.norm(g["kernel"])) for k, g in grads["params"].items()}
+    assert all(np.isfinite(n) and n > 0 for n in norms.values()), norms
 
 
 def test_padding_helpers():

@@ -12,6 +12,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -41,7 +42,9 @@ def lrn(x: Array, *, size: int = 5, kappa: float = 2.0, alpha: float = 1e-4,
     window = (1,) * (x.ndim - 1) + (size,)
     padding = ((0, 0),) * (x.ndim - 1) + ((before, after),)
     # Zero padding outside the channel range == clipping the window to the valid channels.
-    sums = jax.lax.reduce_window(squares, jnp.zeros((), x.dtype), jax.lax.add, window,
+    # The init value must be a concrete NumPy scalar: a jnp one is traced under jit and
+    # reduce_window then loses its autodiff rule.
+    sums = jax.lax.reduce_window(squares, np.zeros((), x.dtype), jax.lax.add, window,
                                  (1,) * x.ndim, padding)
     return x * jnp.power(kappa + alpha * sums, -beta)
 
@@ -65,7 +68,7 @@ def max_pool_matconvnet(x: Array, *, window: int = 3, stride: int = 2,
     """
     (top, bottom), (left, right) = matconvnet_padding(pad)
     return jax.lax.reduce_window(
-        x, jnp.array(-jnp.inf, x.dtype), jax.lax.max, (1, window, window, 1),
+        x, np.array(-np.inf, x.dtype), jax.lax.max, (1, window, window, 1),  # concrete init
         (1, stride, stride, 1), ((0, 0), (top, bottom), (left, right), (0, 0)))
 
 
