@@ -46,7 +46,11 @@ def lrn(x: Array, *, size: int = 5, kappa: float = 2.0, alpha: float = 1e-4,
     # reduce_window then loses its autodiff rule.
     sums = jax.lax.reduce_window(squares, np.zeros((), x.dtype), jax.lax.add, window,
                                  (1,) * x.ndim, padding)
-    return x * jnp.power(kappa + alpha * sums, -beta)
+    base = kappa + alpha * sums
+    if beta == 0.75:  # every VGG-M LRN: t**-0.75 = rsqrt(t) * sqrt(rsqrt(t)), ~3x faster than pow on CPU
+        r = jax.lax.rsqrt(base)
+        return x * r * jnp.sqrt(r)
+    return x * jnp.power(base, -beta)
 
 
 def max_pool_matconvnet(x: Array, *, window: int = 3, stride: int = 2,
