@@ -297,8 +297,8 @@ def init_params(config: DistillConfig, setup: Setup, seed: int) -> dict:
     import flax.traverse_util as traverse
 
     hw = (config.crop_size, config.crop_size)
-    abstract = jax.eval_shape(lambda: registry.init_variables(
-        setup.student_config, jax.random.PRNGKey(0), input_hw=hw))
+    abstract = jax.eval_shape(setup.student.init, jax.random.PRNGKey(0),
+                              jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32))
     shapes = {("student",) + k: v.shape for k, v in traverse.flatten_dict(abstract).items()}
     for pair in setup.pairs:
         c_in = registry.stage_info(setup.student_config, pair.student).channels
@@ -535,7 +535,7 @@ def _load_teacher(config: DistillConfig, setup_hw):
     if config.teacher != "efficientnet_lite0":
         raise ValueError(f"no weight loader for teacher {config.teacher!r}")
     loaded = weights.load_efficientnet_lite0(config.teacher_weights or None)
-    return loaded.variables, loaded.source
+    return loaded.variables, Path(loaded.source).name  # no machine paths in shipped metadata
 
 
 class _Data(NamedTuple):
