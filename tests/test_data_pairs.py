@@ -137,3 +137,42 @@ def test_sampler_rejects_sequences_without_a_usable_pair():
 
     with pytest.raises(ValueError, match="valid frames"):
         pairs.PairSampler(Empty(), pairs.PairConfig())
+
+
+def _png(path, value=100, hw=(20, 30)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", hw[::-1], (value, value, value)).save(path)
+
+
+def test_got10k_layout_with_absence_labels(tmp_path):
+    seq = tmp_path / "raw" / "train" / "GOT-10k_Train_000001"
+    for i in range(3):
+        _png(seq / f"{i + 1:08d}.jpg".replace(".jpg", ".png"), 50 * i)
+    (seq / "groundtruth.txt").write_text("0,1,10,8\n2,3,10,8\n4,5,10,8\n")
+    (seq / "absence.label").write_text("0\n1\n0\n")
+    records = tfds_builders.FrameRecords(
+        tfds_builders.prepare("got10k", tmp_path / "raw", tmp_path / "tfds"))
+    assert records.names == ["GOT-10k_Train_000001"]
+    np.testing.assert_allclose(records.boxes[0][0], [1, 2, 10, 8])  # 0-based -> OTB 1-based
+    assert np.all(np.isnan(records.boxes[0][1]))  # absent
+    assert records.frame(0, 2)[0, 0, 0] == 100
+
+
+def test_ilsvrc_vid_layout_one_sequence_per_track(tmp_path):
+    snippet = "ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000000"
+    data = tmp_path / "raw" / "Data" / "VID" / "train" / snippet
+    ann = tmp_path / "raw" / "Annotations" / "VID" / "train" / snippet
+    ann.mkdir(parents=True)
+    for i in range(2):
+        _png(data / f"{i:06d}.JPEG", 10 * i)
+        objects = "".join(
+            f"<object><trackid>{t}</trackid><bndbox><xmin>{x}</xmin><ymin>2</ymin>"
+            f"<xmax>{x + 9}</xmax><ymax>11</ymax></bndbox></object>"
+            for t, x in ((0, 1), (1, 5)) if not (t == 1 and i == 0))
+        (ann / f"{i:06d}.xml").write_text(f"<annotation>{objects}</annotation>")
+    records = tfds_builders.FrameRecords(
+        tfds_builders.prepare("ilsvrc_vid", tmp_path / "raw", tmp_path / "tfds"))
+    assert records.names == [f"{snippet}/0", f"{snippet}/1"]
+    np.testing.assert_allclose(records.boxes[0], [[2, 3, 10, 10], [2, 3, 10, 10]])
+    assert np.all(np.isnan(records.boxes[1][0])) and np.isfinite(records.boxes[1][1]).all()
+    np.testing.assert_array_equal(records.frame(1, 1), records.frame(0, 1))
