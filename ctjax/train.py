@@ -56,7 +56,8 @@ class DistillConfig:
     Losses: `fidelity_weight`, `tracking_weight` (w_fid, w_track); `lam` (λ of the DCF, with
     1/(MND)); `sigma_factor` (label σ / target size); `track_window` (Hann window before the
     DFT); `track_unit_energy`; `fidelity_on_search` (fidelity on both crops, else template).
-    Data: `data_kind` ("otb", "got10k", "ilsvrc_vid"); `sequences` (None = the train split);
+    Data: `data_kind` ("otb", "got10k", "ilsvrc_vid"); `sequences` (None = the train split;
+    on the command line `sequences=Woman+Surfer`);
     `manual_dir` ("" = the shared sequence folder); crop and pair settings as in
     `ctjax.data.pairs.PairConfig`; `pool_pairs` (0 = fresh pairs, teacher in the step);
     `val_pairs` (held-out pairs from the same training sequences, another seed).
@@ -107,7 +108,9 @@ class DistillConfig:
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(tuple(p) for p in self.layers))
         object.__setattr__(self, "track_layers", tuple(self.track_layers))
-        if self.sequences is not None:
+        if isinstance(self.sequences, str):  # "Woman+Surfer" from a command-line override
+            object.__setattr__(self, "sequences", tuple(self.sequences.split("+")))
+        elif self.sequences is not None:
             object.__setattr__(self, "sequences", tuple(self.sequences))
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")

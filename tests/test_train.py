@@ -131,6 +131,8 @@ def test_overrides_and_unknown_keys():
         train.load_config(str(EXPERIMENTS / "distill_fid_track.py:stepz=7"))
     with pytest.raises(ValueError, match="unknown config variant"):
         train.load_config(str(EXPERIMENTS / "distill_fid_track.py:smok"))
+    assert train.load_config(str(EXPERIMENTS / "distill_fid_track.py:sequences=Woman+Surfer")
+                             ).sequences == ("Woman", "Surfer")
     ratio = train.load_config(str(EXPERIMENTS / "distill_ratio.py:r16"))
     assert ratio.student == "cf_vggm_r16"
     with pytest.raises(ValueError):
