@@ -7,12 +7,11 @@ OTB boxes are 1-based, so x and y shift by one. Install with `pip install ctjax[
 
 from __future__ import annotations
 
-import time
 from typing import Callable, Iterable
 
 import numpy as np
 
-from ctjax.tracking.run import TrackResult
+from ctjax.tracking.run import TrackResult, timed_loop
 
 
 def _cv2():
@@ -31,32 +30,17 @@ def track_frames_csrt(frames: Iterable[np.ndarray], init_box, *,
     """Tracks (H, W, 3) uint8 RGB frames with OpenCV CSRT from an OTB box (1-based)."""
     cv2 = _cv2()
     tracker = cv2.TrackerCSRT.create()
-    box = np.asarray(init_box, np.float64)
-    boxes, times, decodes = [], [], []
-    it = iter(frames)
-    while True:
-        t0 = time.perf_counter()
-        try:
-            image = next(it)
-        except StopIteration:
-            break
-        t1 = time.perf_counter()
-        bgr = np.ascontiguousarray(image[..., ::-1])
-        if not boxes:
-            x, y, w, h = box
-            tracker.init(bgr, (int(round(x - 1)), int(round(y - 1)), int(round(w)), int(round(h))))
-        else:
-            ok, rect = tracker.update(bgr)
-            if ok:  # on failure CSRT reports no box: keep the previous one (OTB rule)
-                box = np.array([rect[0] + 1, rect[1] + 1, rect[2], rect[3]], np.float64)
-        t2 = time.perf_counter()
-        boxes.append(box.copy())
-        times.append(t2 - t1)
-        decodes.append(t1 - t0)
-        if progress is not None:
-            progress(len(boxes))
-    if not boxes:
-        raise ValueError("the sequence has no frames")
-    return TrackResult(boxes=np.stack(boxes), scores=np.full(len(boxes), np.nan, np.float32),
-                       frame_seconds=np.asarray(times), decode_seconds=np.asarray(decodes),
-                       compile_seconds=0.0)
+    last = {"box": np.asarray(init_box, np.float64)}
+
+    def init(image):
+        x, y, w, h = last["box"]
+        tracker.init(np.ascontiguousarray(image[..., ::-1]),
+                     (int(round(x - 1)), int(round(y - 1)), int(round(w)), int(round(h))))
+
+    def step(image):
+        ok, rect = tracker.update(np.ascontiguousarray(image[..., ::-1]))
+        if ok:  # on failure CSRT reports no box: keep the previous one (OTB rule)
+            last["box"] = np.array([rect[0] + 1, rect[1] + 1, rect[2], rect[3]], np.float64)
+        return last["box"], np.nan
+
+    return timed_loop(frames, init, step, init_box, progress=progress)

@@ -66,6 +66,42 @@ def compile_tracker(tracker: Tracker, config: TrackerConfig, params) -> Compiled
     return CompiledTracker(init, step, config, time.perf_counter() - t0)
 
 
+def timed_loop(frames: Iterable[np.ndarray], init: Callable, step: Callable, init_box, *,
+               progress: Callable[[int], None] | None = None,
+               compile_seconds: float = 0.0) -> TrackResult:
+    """Runs `init(image)` on the first frame and `step(image) -> (box, score)` on the rest.
+
+    Times each call (decoding excluded, timed separately) and collects the boxes; shared
+    by the JAX trackers and the OpenCV baseline so both are timed the same way.
+    """
+    boxes, scores, times, decodes = [], [], [], []
+    it = iter(frames)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            image = next(it)
+        except StopIteration:
+            break
+        t1 = time.perf_counter()
+        if not boxes:
+            init(image)
+            box, score = np.asarray(init_box, np.float64), np.nan
+        else:
+            box, score = step(image)
+        t2 = time.perf_counter()
+        boxes.append(np.asarray(box, np.float64))
+        scores.append(score)
+        decodes.append(t1 - t0)
+        times.append(t2 - t1)
+        if progress is not None:
+            progress(len(boxes))
+    if not boxes:
+        raise ValueError("the sequence has no frames")
+    return TrackResult(boxes=np.stack(boxes), scores=np.asarray(scores, np.float32),
+                       frame_seconds=np.asarray(times), decode_seconds=np.asarray(decodes),
+                       compile_seconds=compile_seconds)
+
+
 def track_frames(compiled: CompiledTracker, params, frames: Iterable[np.ndarray], init_box,
                  *, num_frames: int | None = None, progress: Callable[[int], None] | None = None
                  ) -> TrackResult:
@@ -81,34 +117,16 @@ def track_frames(compiled: CompiledTracker, params, frames: Iterable[np.ndarray]
       progress: called with the number of frames done.
     """
     canvas = compiled.config.canvas_hw
-    boxes, scores, times, decodes = [], [], [], []
-    state = None
-    it = iter(frames)
-    while True:
-        t0 = time.perf_counter()
-        try:
-            image = next(it)
-        except StopIteration:
-            break
-        t1 = time.perf_counter()
-        frame = to_canvas(image, canvas)
-        if state is None:
-            init_box = validate_box(init_box, image.shape[:2])
-            state = compiled.init(params, frame, np.asarray(init_box, np.float32))
-            jax.block_until_ready(state)
-            box, score = np.asarray(init_box, np.float64), np.nan
-        else:
-            state, box, score = compiled.step(params, state, frame)
-            box, score = np.asarray(box, np.float64), float(score)
-        t2 = time.perf_counter()
-        boxes.append(box)
-        scores.append(score)
-        decodes.append(t1 - t0)
-        times.append(t2 - t1)
-        if progress is not None:
-            progress(len(boxes))
-    if not boxes:
-        raise ValueError("the sequence has no frames")
-    return TrackResult(boxes=np.stack(boxes), scores=np.asarray(scores, np.float32),
-                       frame_seconds=np.asarray(times), decode_seconds=np.asarray(decodes),
-                       compile_seconds=compiled.compile_seconds)
+    state = {}
+
+    def init(image):
+        box = validate_box(init_box, image.shape[:2])
+        state["s"] = compiled.init(params, to_canvas(image, canvas), np.asarray(box, np.float32))
+        jax.block_until_ready(state["s"])
+
+    def step(image):
+        state["s"], box, score = compiled.step(params, state["s"], to_canvas(image, canvas))
+        return np.asarray(box, np.float64), float(score)
+
+    return timed_loop(frames, init, step, init_box, progress=progress,
+                      compile_seconds=compiled.compile_seconds)
