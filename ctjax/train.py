@@ -452,11 +452,13 @@ def make_eval_step(*, setup: Setup, config: DistillConfig, cached: bool) -> Call
 
 
 def _fingerprint(config: DistillConfig, which: str) -> str:
-    keys = ("student", "teacher", "teacher_weights", "layers", "data_kind", "sequences",
+    # Only the student's family matters (its grid geometry): every VGG-M width shares a pool.
+    keys = ("teacher", "teacher_weights", "layers", "data_kind", "sequences",
             "manual_dir", "crop_size", "context", "max_gap", "max_jitter", "jitter_step",
             "pool_pairs", "val_pairs", "seed", "fidelity_on_search", "fidelity_weight")
     data = {k: getattr(config, k) for k in keys}
-    data.update(which=which, fidelity_weight=config.fidelity_weight > 0)
+    data.update(which=which, fidelity_weight=config.fidelity_weight > 0,
+                student_family=registry.get_config(config.student).family)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -2,8 +2,12 @@
 16, 32, 64 and 96 (VGG-M widths / sqrt(ratio): 24/64/128, 17/45/91, 12/32/64, 10/26/52).
 
     for r in r16 r32 r64 r96; do
-      ctjax distill --config experiments/distill_ratio.py:$r --workdir runs/ratio_$r --single-core
+      ctjax distill --config experiments/distill_ratio.py:$r --workdir runs/ratio_$r \
+          --cache-dir runs/pools --single-core
     done
+
+All ratios (and distill_fid_track.py) share one cached pool of pairs + teacher targets.
+Not run yet at full size (each is roughly 25-40 min on one core; r16 more).
 
 The argument picks the ratio (default r64) and may add `smoke` (e.g. `:r96,smoke`) or
 key=value overrides. Expected: lower final losses for wider students (r16 best, r96 worst).
