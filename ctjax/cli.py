@@ -50,17 +50,20 @@ def _eval_parser(sub):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="ctjax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _track_parser(sub)
     _eval_parser(sub)
-    try:
+    distill = sub.add_parser("distill", help="offline distillation (see --help)")
+    export = sub.add_parser("export", help="export a trained student (see --help)")
+    train = checkpoint = None
+    if argv and argv[0] in ("distill", "export"):
+        # Imported only here: they import jax, which must not happen before `track` and
+        # `eval` have applied the single-thread settings.
         from ctjax import checkpoint, train
-    except ImportError:  # distillation not installed in this checkout
-        train = checkpoint = None
-    if train is not None:
-        train.add_distill_arguments(sub.add_parser("distill", help="offline distillation"))
-        checkpoint.add_export_arguments(sub.add_parser("export", help="export a trained student"))
+        train.add_distill_arguments(distill)
+        checkpoint.add_export_arguments(export)
     args = parser.parse_args(argv)
 
     if args.command == "track":

@@ -61,3 +61,16 @@ def test_eval_runs_resumes_and_reports(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(args) == 0  # second run: everything is already done
     assert "0 to run, 1 already done" in capsys.readouterr().out
+
+
+def test_track_configures_the_runtime_before_jax_is_imported():
+    import subprocess
+    import sys
+    code = ("from ctjax import cli, runtime\n"
+            "orig = runtime.configure\n"
+            "def spy(**kw):\n"
+            "    r = orig(**kw); print('jax_was_imported', r.jax_was_imported); return r\n"
+            "runtime.configure = spy\n"
+            "cli.main(['track', '--list'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "jax_was_imported False" in out.stdout, out.stdout + out.stderr
