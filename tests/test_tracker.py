@@ -147,3 +147,12 @@ def test_missing_weights_are_a_clear_error(tmp_path):
 def test_config_rejects_even_scale_count():
     with pytest.raises(ValueError, match="num_scales"):
         TrackerConfig(num_scales=2)
+
+
+def test_handcrafted_plus_cnn_composite_tracks():
+    built = presets.build("cfvggm-random", config=SMALL, with_handcrafted=True)
+    assert [l.name for l in built.extractor.layers] == ["gradhist", "conv1", "conv5"]
+    compiled = compile_tracker(built.tracker, built.config, built.params)
+    frames, gt = moving_texture_sequence(n=8)
+    result = track_frames(compiled, built.params, frames, gt[0])
+    assert _centre_errors(result.boxes, gt).max() <= 8

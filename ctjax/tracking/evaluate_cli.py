@@ -149,8 +149,9 @@ def _report(specs, seqs, root: Path) -> str:
 def run(args) -> int:
     """Runs the `eval` command; returns the exit status."""
     specs = [TrackerSpec.parse(t) for t in args.trackers]
-    seqs = [_load(p, args.max_frames) for p in _sequence_paths(args)]
-    seq_paths = {s.name: p for s, p in zip(seqs, _sequence_paths(args))}
+    paths = _sequence_paths(args)
+    seqs = [_load(p, args.max_frames) for p in paths]
+    seq_paths = {s.name: p for s, p in zip(seqs, paths)}
     root = Path(args.output)
     tasks = []
     for spec in specs:

@@ -45,8 +45,6 @@ class TrackerConfig:
         hann): a power > 1 narrows the training window around the target, so the filter
         relies less on the background it saw at training time (a cheap stand-in for ECO's
         spatial regularisation) [RECON, tuned on the train split].
-      min_sigma_cells: floor of the label sigma in feature cells, so coarse layers (conv5
-        at stride 16) are not asked to produce a near-delta response.
       lam: ridge regularisation (with the 1/(MND) normalisation of `ctjax.ops.dcf`).
       learning_rate: filter interpolation rate per frame.
       grid_step: spacing of the fused response grid, in patch pixels.
@@ -61,7 +59,6 @@ class TrackerConfig:
     scale_penalty: float = 0.995
     scale_lr: float = 0.6
     output_sigma_factor: float = 1.0 / 12.0
-    min_sigma_cells: float = 0.0
     train_window_power: float = 2.0
     lam: float = 1e-4
     learning_rate: float = 0.006
@@ -172,8 +169,7 @@ def make_tracker(config: TrackerConfig, extractor) -> Tracker:
         out = []
         for f, stride in zip(feats, strides):
             hw = f.shape[1:3]
-            sigma = max(config.output_sigma_factor * (p / config.search_area_scale) / stride,
-                        config.min_sigma_cells)
+            sigma = config.output_sigma_factor * (p / config.search_area_scale) / stride
             label = fourier.gaussian_label(hw, sigma)
             yf = fourier.rfft2_map(label)
             hann = fourier.hann_window(hw)[None, :, :, None]
