@@ -13,7 +13,7 @@ from ctjax.tracking.run import compile_tracker, track_frames
 
 pytestmark = pytest.mark.slow
 
-# Measured in results/eval_quiet: released 0.625 / 0.731, ours 0.700 / 0.685.
+# Measured in results/eval_quiet: released 0.625 / 0.731, ours 0.691 / 0.682.
 CASES = [("released", "David", 0.5), ("released", "Jogging2", 0.6),
          (None, "David", 0.5), (None, "Jogging2", 0.5)]
 
