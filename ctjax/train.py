@@ -42,7 +42,6 @@ from ctjax import checkpoint, losses
 from ctjax.models import preprocessing, registry
 from ctjax.models.preprocessing import Preprocessing
 
-STUDENT_MEAN_RGB = (123.68, 116.78, 103.94)  # VGG-M mean colour (MatConvNet), 0..255 RGB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,7 +202,7 @@ class Setup(NamedTuple):
 
 def student_preprocessing() -> Preprocessing:
     """Input normalisation of trained students: 0..255 RGB minus the VGG-M mean colour."""
-    return preprocessing.vggm_preprocessing(np.asarray(STUDENT_MEAN_RGB, np.float32))
+    return preprocessing.vggm_preprocessing(np.asarray(preprocessing.VGGM_MEAN_RGB, np.float32))
 
 
 def make_setup(config: DistillConfig, teacher_prep: Preprocessing | None = None) -> Setup:
@@ -340,12 +339,7 @@ def _per_example_losses(params, scales, batch, targets, *, setup: Setup, config:
     stages = student_stages(config)
     both = jnp.concatenate([batch["template"], batch["search"]], axis=0)
     x = preprocessing.normalize(both, setup.student_prep)
-    # The VGG-M layers build reduce_window's init value with jnp (`ctjax.models.layers`);
-    # traced under jit it is no longer a known constant and reduce_window loses its
-    # autodiff rule. Evaluating constant-only expressions at trace time keeps it concrete;
-    # every op on parameters or images is still traced and compiled as usual.
-    with jax.ensure_compile_time_eval():
-        feats = setup.student.apply(params["student"], x, stages=stages)
+    feats = setup.student.apply(params["student"], x, stages=stages)
     n = batch["template"].shape[0]
     template = {k: v[:n] for k, v in feats.items()}
     search = {k: v[n:] for k, v in feats.items()}

@@ -28,6 +28,7 @@ Array = jax.Array
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+VGGM_MEAN_RGB = (123.68, 116.78, 103.94)  # VGG-M mean colour (MatConvNet), 0..255 RGB
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

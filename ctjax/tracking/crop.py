@@ -81,7 +81,7 @@ def _bilinear(pixels, hw, ys, xs):
     return top + (bottom - top) * wy
 
 
-def sample_window(frame: Frame, center, window, *, out: int, antialias: int = 2):
+def sample_window(frame: Frame, center, window, *, out: int, antialias: int = 1):
     """Resamples a square window of the frame to an `out` x `out` float32 patch.
 
     Args:

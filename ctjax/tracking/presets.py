@@ -13,7 +13,6 @@ All presets share `TrackerConfig` defaults, so differences in results come from 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -78,15 +77,12 @@ def load_student(weights: str | Path | None):
 
 def _random(config_name: str, patch_size: int, seed: int = 0):
     import jax
-    from ctjax.models import registry, weights as model_weights
-    from ctjax.models.preprocessing import Preprocessing
-    import numpy as np
+    from ctjax.models import preprocessing, registry, weights as model_weights
 
     config = registry.MODEL_CONFIGS[config_name]
     variables = registry.init_variables(config, jax.random.PRNGKey(seed),
                                         input_hw=(patch_size, patch_size))
-    prep = Preprocessing(mean=np.array([123.68, 116.78, 103.94], np.float32), std=None,
-                         input_scale=1.0)
+    prep = preprocessing.vggm_preprocessing(preprocessing.VGGM_MEAN_RGB)
     return model_weights.LoadedModel(config=config, variables=variables, preprocessing=prep,
                                      source=f"random init (seed {seed})")
 

@@ -103,8 +103,7 @@ def timed_loop(frames: Iterable[np.ndarray], init: Callable, step: Callable, ini
 
 
 def track_frames(compiled: CompiledTracker, params, frames: Iterable[np.ndarray], init_box,
-                 *, num_frames: int | None = None, progress: Callable[[int], None] | None = None
-                 ) -> TrackResult:
+                 *, progress: Callable[[int], None] | None = None) -> TrackResult:
     """Tracks an iterable of (H, W, 3) uint8 RGB frames from `init_box` (x,y,w,h, 1-based).
 
     Args:
@@ -113,7 +112,6 @@ def track_frames(compiled: CompiledTracker, params, frames: Iterable[np.ndarray]
       frames: decoded lazily; the first is the init frame.
       init_box: (4,) initial box; `ctjax.boxes.BoxError` if it is not a valid box inside the
         first frame.
-      num_frames: length hint for progress reporting.
       progress: called with the number of frames done.
     """
     canvas = compiled.config.canvas_hw

@@ -46,14 +46,11 @@ def run(args, report) -> int:
     init_box = np.asarray(args.box if args.box is not None else sequence.init_box, np.float64)
     box_ops.validate_box(init_box, sequence.image_hw)
     built = presets.build(args.tracker, weights=args.weights)
-    if max(sequence.image_hw[0], sequence.image_hw[1]) > max(built.config.canvas_hw):
-        raise SystemExit(f"ctjax track: frames of {sequence.image_hw} exceed the canvas "
-                         f"{built.config.canvas_hw}")
     compiled = compile_tracker(built.tracker, built.config, built.params)
     bar = tqdm(total=len(sequence), desc=f"{sequence.name} [{built.name}]", unit="frame",
                disable=args.no_progress, file=sys.stderr)
     result = track_frames(compiled, built.params, sequence.frames(), init_box,
-                          num_frames=len(sequence), progress=lambda n: bar.update(1))
+                          progress=lambda n: bar.update(1))
     bar.close()
     evaluation.write_boxes(args.output, result.boxes)
     print(f"tracked {len(result.boxes)} frames of {sequence.name} with {built.name} "

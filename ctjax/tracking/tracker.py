@@ -194,9 +194,10 @@ def make_tracker(config: TrackerConfig, extractor) -> Tracker:
     def step_fn(params, state: TrackerState, frame: Frame):
         window = config.search_area_scale * jnp.sqrt(state.size[0] * state.size[1])
         feats = extract(params, frame, state.center, window * scale_factors)
+        consts = windows_and_labels(feats)
         fused = 0.0
         for f, terms, (hann, _, hw, _), stride, weight in zip(
-                feats, state.terms, windows_and_labels(feats), strides, weights):
+                feats, state.terms, consts, strides, weights):
             zf = fourier.rfft2(f * hann)
             r = dcf.primal_response(terms, zf, lam=config.lam, hw=hw)
             fused = fused + weight * _sample_periodic(r, grid / stride, grid / stride)
@@ -213,7 +214,7 @@ def make_tracker(config: TrackerConfig, extractor) -> Tracker:
         size = jnp.clip(size, config.min_size, frame_hw)
         new_terms = []
         for f, terms, (_, yf, hw, train_window), stride in zip(
-                feats, state.terms, windows_and_labels(feats), strides):
+                feats, state.terms, consts, strides):
             # Re-centre the best scale's features on the new position, then window them.
             centred = fourier.irfft2(_shift_features(fourier.rfft2(f[s]), -shift_patch / stride, hw), hw)
             xf = fourier.rfft2(centred * train_window[0])
