@@ -14,7 +14,9 @@ Conventions (every function here):
 * Image sizes are `(height, width)` in pixels.
 
 Reference: Wu, Lim, Yang, "Object Tracking Benchmark", TPAMI 2015 (the OTB toolkit).
-NumPy only: this module is used on the host, outside jitted code.
+NumPy on the host. The two conversions `xywh_to_center_size` / `center_size_to_xywh` also
+take JAX arrays (traced ones included) and then compute with `jax.numpy` in the input's dtype,
+so the trackers' jitted steps use these same functions; this module never imports jax itself.
 """
 
 from __future__ import annotations
@@ -41,20 +43,35 @@ def _as_boxes(box, what: str = "box") -> np.ndarray:
     return arr
 
 
+def _jax_numpy(*arrays):
+    """`jax.numpy` if any argument is a JAX array or tracer, else None (NumPy)."""
+    if any(type(a).__module__.split(".")[0] in ("jax", "jaxlib") for a in arrays):
+        import jax.numpy as jnp  # already imported by whoever made the JAX array
+        return jnp
+    return None
+
+
 def xywh_to_center_size(box) -> tuple[np.ndarray, np.ndarray]:
     """Splits OTB boxes into 0-based centres and sizes.
 
     Args:
-      box: (..., 4) boxes x,y,w,h, 1-based top-left.
+      box: (..., 4) boxes x,y,w,h, 1-based top-left; a NumPy-convertible value (computed in
+        float64) or a JAX array (computed with `jax.numpy` in its own dtype, jit-compatible).
 
     Returns:
-      `(center_yx, size_hw)`, both (..., 2) float64: the 0-based pixel centre `(cy, cx)` and
-      the size `(h, w)`.
+      `(center_yx, size_hw)`, both (..., 2): the 0-based pixel centre `(cy, cx)` and the
+      size `(h, w)`; float64 NumPy for NumPy input, JAX arrays for JAX input.
     """
-    b = _as_boxes(box)
-    x, y, w, h = np.moveaxis(b, -1, 0)
-    center_yx = np.stack([(y - 1.0) + (h - 1.0) / 2.0, (x - 1.0) + (w - 1.0) / 2.0], axis=-1)
-    return center_yx, np.stack([h, w], axis=-1)
+    jnp = _jax_numpy(box)
+    if jnp is None:
+        b, xp = _as_boxes(box), np
+    else:
+        if box.ndim == 0 or box.shape[-1] != 4:
+            raise BoxError(f"box must have shape (..., 4) (x,y,w,h), got shape {box.shape}")
+        b, xp = box, jnp
+    x, y, w, h = xp.moveaxis(b, -1, 0)
+    center_yx = xp.stack([(y - 1.0) + (h - 1.0) / 2.0, (x - 1.0) + (w - 1.0) / 2.0], axis=-1)
+    return center_yx, xp.stack([h, w], axis=-1)
 
 
 def center_size_to_xywh(center_yx, size_hw) -> np.ndarray:
@@ -65,18 +82,24 @@ def center_size_to_xywh(center_yx, size_hw) -> np.ndarray:
       size_hw: (..., 2) sizes `(h, w)`; broadcasts against `center_yx`.
 
     Returns:
-      (..., 4) float64 boxes x,y,w,h, 1-based top-left.
+      (..., 4) boxes x,y,w,h, 1-based top-left: float64 NumPy, or a JAX array when either
+      input is one (jit-compatible).
     """
-    c = np.asarray(center_yx, dtype=np.float64)
-    s = np.asarray(size_hw, dtype=np.float64)
+    jnp = _jax_numpy(center_yx, size_hw)
+    if jnp is None:
+        c = np.asarray(center_yx, dtype=np.float64)
+        s = np.asarray(size_hw, dtype=np.float64)
+        xp = np
+    else:
+        c, s, xp = jnp.asarray(center_yx), jnp.asarray(size_hw), jnp
     if c.shape[-1:] != (2,) or s.shape[-1:] != (2,):
         raise BoxError(
             f"center_yx and size_hw must have shape (..., 2), got {c.shape} and {s.shape}")
-    c, s = np.broadcast_arrays(c, s)
+    c, s = xp.broadcast_arrays(c, s)
     h, w = s[..., 0], s[..., 1]
-    x = c[..., 1] - (w - 1.0) / 2.0 + 1.0
-    y = c[..., 0] - (h - 1.0) / 2.0 + 1.0
-    return np.stack([x, y, w, h], axis=-1)
+    x = c[..., 1] + 1.0 - (w - 1.0) / 2.0
+    y = c[..., 0] + 1.0 - (h - 1.0) / 2.0
+    return xp.stack([x, y, w, h], axis=-1)
 
 
 def validate_box(box, image_hw, *, what: str = "initial box") -> np.ndarray:

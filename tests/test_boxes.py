@@ -129,3 +129,21 @@ def test_parse_boxes_separators_nan_and_line_numbers():
         boxes.parse_boxes("1,2,3,4\n\n1,2,3,4\n")   # a blank line would shift later frames
     with pytest.raises(boxes.BoxError, match="line 1"):
         boxes.parse_boxes("1,2,x,4\n")
+
+
+def test_conversions_accept_jax_arrays_under_jit_and_match_numpy():
+    import jax
+    import jax.numpy as jnp
+
+    b = np.array([[10.0, 20.0, 31.0, 40.0], [1.5, 2.25, 7.0, 3.0]])
+    center, size = jax.jit(boxes.xywh_to_center_size)(jnp.asarray(b, jnp.float32))
+    assert isinstance(center, jax.Array) and center.dtype == jnp.float32
+    ref_c, ref_s = boxes.xywh_to_center_size(b)  # float64 NumPy
+    np.testing.assert_allclose(center, ref_c, rtol=1e-6)
+    np.testing.assert_allclose(size, ref_s)
+    back = jax.jit(boxes.center_size_to_xywh)(center, size)
+    assert isinstance(back, jax.Array) and back.shape == (2, 4)
+    np.testing.assert_allclose(back, b, rtol=1e-6)
+    np.testing.assert_allclose(center[0], [20 - 1 + 39 / 2, 10 - 1 + 30 / 2])
+    with pytest.raises(boxes.BoxError, match="shape"):
+        boxes.xywh_to_center_size(jnp.ones(3))

@@ -229,3 +229,28 @@ def test_normalisation_needs_the_real_size():
         dcf.dual_filter(xf, xf[..., 0], hw=(6, 8))
     # Without normalisation the size is not needed.
     assert dcf.kernel_correlation(xf, xf, normalize=False).shape == (6, 4)
+
+
+def _parabola_reference(a, b, c):
+    """NumPy: vertex of the parabola through (-1, a), (0, b), (1, c), 0 unless concave."""
+    curvature = a - 2 * b + c
+    return float(np.clip(0.5 * (a - c) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0
+
+
+def test_grid_peak_offset_matches_parabola_and_clamps_at_edges():
+    rng = np.random.default_rng(6)
+    grid = rng.normal(size=(7, 9)).astype(np.float32)
+    for i, j in [(3, 4), (0, 4), (6, 8), (2, 0)]:
+        g = grid.copy()
+        g[i, j] = 5.0  # the peak
+        dy, dx = dcf.grid_peak_offset(jnp.asarray(g), i, j)
+        up, down = g[max(i - 1, 0), j], g[min(i + 1, 6), j]  # beyond an edge: the peak itself
+        left, right = g[i, max(j - 1, 0)], g[i, min(j + 1, 8)]
+        assert float(dy) == pytest.approx(_parabola_reference(up, 5.0, down), abs=1e-6)
+        assert float(dx) == pytest.approx(_parabola_reference(left, 5.0, right), abs=1e-6)
+    # On a sampled parabola-like peak the offset is recovered; jit-compatible indices.
+    xs = np.arange(9) - 4.3
+    g = np.exp(-(xs[None, :] ** 2 + (np.arange(7)[:, None] - 2.8) ** 2) / 8).astype(np.float32)
+    i, j = np.unravel_index(g.argmax(), g.shape)
+    dy, dx = jax.jit(dcf.grid_peak_offset)(jnp.asarray(g), i, j)
+    np.testing.assert_allclose([i + dy, j + dx], [2.8, 4.3], atol=0.05)

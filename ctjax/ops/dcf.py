@@ -213,6 +213,29 @@ def subcell_peak(response: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     return shift.astype(jnp.float32), value
 
 
+def grid_peak_offset(grid: jnp.ndarray, i, j) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Sub-cell refinement of a given peak (i, j) of a NON-periodic 2-D grid.
+
+    The same parabola vertex as `subcell_peak`, but on a grid whose edges do not wrap
+    around (e.g. responses sampled on a window of displacements with
+    `ctjax.ops.fourier.sample_periodic`): a neighbour beyond the edge is the peak itself.
+
+    Args:
+        grid: real `(N, M)` map.
+        i, j: integer peak indices (traced scalars allowed), usually its argmax.
+
+    Returns:
+        `(dy, dx)` float32 offsets in [-0.5, 0.5] grid steps. Reference: DSST / ECO
+        sub-pixel peak refinement.
+    """
+    n, m = grid.shape
+    dy = _parabola_vertex(grid[jnp.maximum(i - 1, 0), j], grid[i, j],
+                          grid[jnp.minimum(i + 1, n - 1), j])
+    dx = _parabola_vertex(grid[i, jnp.maximum(j - 1, 0)], grid[i, j],
+                          grid[i, jnp.minimum(j + 1, m - 1)])
+    return dy, dx
+
+
 def _signed(i: jnp.ndarray, n: int) -> jnp.ndarray:
     """Index on a circle of n cells as a displacement in (-n/2, n/2]."""
     return jnp.where(i > n // 2, i - n, i).astype(jnp.float32)

@@ -168,3 +168,72 @@ def interpolate(r: jnp.ndarray, out_hw: tuple[int, int]) -> jnp.ndarray:
     out_h, out_w = out_hw
     r = _upsample_axis(r, out_h, -2)
     return _upsample_axis(r, out_w, -1)
+
+
+def sample_periodic(r: jnp.ndarray, u: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
+    """Evaluates periodic maps at fractional cells: band-limited (Fourier-series) sampling.
+
+    Each map is read as the trigonometric polynomial through its samples (the inverse DFT
+    evaluated off the grid), so maps of different strides can be compared at the same
+    physical displacement, as ECO fuses its layers' responses. Unlike `interpolate`, the
+    points need not lie on a finer regular grid.
+
+    Args:
+        r: real `(S, H, W)` maps (e.g. one response per scale), index (0, 0) = no motion.
+        u: `(G,)` row positions in cells (any real values; the maps wrap around).
+        v: `(G',)` column positions in cells.
+
+    Returns:
+        Real `(S, G, G')` values; integer positions reproduce the samples. For even sizes
+        the Nyquist frequency is taken at -N/2 and only the real part is kept. Reference:
+        ECO / C-COT response fusion (Danelljan et al., CVPR 2017, ECCV 2016).
+    """
+    h, w = r.shape[-2:]
+    rf = jnp.fft.fft2(r)
+    ky = jnp.fft.fftfreq(h) * h
+    kx = jnp.fft.fftfreq(w) * w
+    ey = jnp.exp(2j * jnp.pi * u[:, None] * ky[None, :] / h)
+    ex = jnp.exp(2j * jnp.pi * v[:, None] * kx[None, :] / w)
+    return jnp.real(jnp.einsum("gk,skl,hl->sgh", ey, rf, ex)) / (h * w)
+
+
+def phase_shift(xf: jnp.ndarray, shift, hw: tuple[int, int]) -> jnp.ndarray:
+    """Circularly shifts an `rfft2` spectrum by a fractional (dy, dx) via a phase ramp.
+
+    The inverse transform of the result is the band-limited map translated by `shift`
+    cells: `irfft2(phase_shift(rfft2(x), (dy, dx), hw), hw)[i, j] ~ x[i - dy, j - dx]`
+    (exact for integer shifts). ECO's `shift_sample` in the rfft2 layout.
+
+    Args:
+        xf: `(H, W // 2 + 1, C)` complex spectrum of a real `(H, W, C)` map.
+        shift: `(2,)` displacement (dy, dx) in cells (traced values allowed).
+        hw: static `(H, W)` of the real map.
+
+    Returns:
+        Spectrum of the same shape and dtype as `xf`. Reference: ECO `shift_sample.m`.
+    """
+    h, w = hw
+    ky = jnp.fft.fftfreq(h) * h
+    kx = jnp.fft.rfftfreq(w) * w
+    phase = ky[:, None] * shift[0] / h + kx[None, :] * shift[1] / w
+    return xf * jnp.exp(-2j * jnp.pi * phase)[..., None].astype(xf.dtype)
+
+
+def label_sigma(patch_size: float, search_area_scale: float, stride: float, *,
+                factor: float) -> float:
+    """Gaussian label sigma in cells: `factor` x the target size in cells.
+
+    The target is `patch_size / search_area_scale` patch pixels wide (the window is
+    `search_area_scale` x the target's geometric-mean size), i.e. that over `stride` cells.
+    The tracker (ECO: factor 1/12) and the tracking loss (DCFNet: 0.1) both call this.
+
+    Args:
+        patch_size: side of the resampled window (tracker patch, training crop) in pixels.
+        search_area_scale: window side / sqrt(target w h) (ECO: 4.5; training `context`).
+        stride: patch pixels per feature cell.
+        factor: sigma / target size (ECO `output_sigma_factor`).
+
+    Returns:
+        Static Python float. Reference: PAPER.md §5.2, DCFNet, ECO.
+    """
+    return factor * (patch_size / search_area_scale) / stride
