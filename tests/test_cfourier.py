@@ -181,7 +181,8 @@ def test_interp_fourier_matches_eco_formula_and_rejects_even_sizes():
         bf = -(-12 * a + 12 * e(-2) + 12 * e(2) + 6 * a * e(-4) + 6 * a * e(4)
                + f * (np.pi * e(-2) * 12j) - f * (np.pi * e(2) * 12j)
                + a * f * (np.pi * e(-2) * 16j) - a * f * (np.pi * e(2) * 16j)
-               + a * f * (np.pi * e(-4) * 4j) - a * f * (np.pi * e(4) * 4j) - 24) / (16 * f ** 4 * np.pi ** 4)
+               + a * f * (np.pi * e(-4) * 4j) - a * f * (np.pi * e(4) * 4j) - 24
+               ) / (16 * f ** 4 * np.pi ** 4)
         return np.where(np.abs(f) < 1e-20, 1, bf)
 
     i1 = np.real(eco_bf(k1 / sz[0], -0.5) / sz[0]) * np.exp(-1j * np.pi / sz[0] * k1)
@@ -198,7 +199,8 @@ def test_interp_fourier_matches_eco_formula_and_rejects_even_sizes():
 
 def _periodic_gaussian(n, period, sigma, images=6):
     t = np.arange(n) * period / n
-    return sum(np.exp(-(t - m * period) ** 2 / (2 * sigma ** 2)) for m in range(-images, images + 1))
+    return sum(np.exp(-(t - m * period) ** 2 / (2 * sigma ** 2))
+               for m in range(-images, images + 1))
 
 
 def test_label_samples_to_the_periodic_gaussian():
@@ -219,8 +221,10 @@ def test_label_matches_eco_tracker_and_small_blocks_share_it():
     sig = np.sqrt(np.prod(np.floor(base))) * factor * np.array(out_sz) / support
     ky = np.arange(-(small[0] - 1) // 2, (small[0] - 1) // 2 + 1)
     kx_eco = np.arange(-(small[1] - 1) // 2, 1)
-    yf_y = np.sqrt(2 * np.pi) * sig[0] / out_sz[0] * np.exp(-2 * (np.pi * sig[0] * ky / out_sz[0]) ** 2)
-    yf_x = np.sqrt(2 * np.pi) * sig[1] / out_sz[1] * np.exp(-2 * (np.pi * sig[1] * kx_eco / out_sz[1]) ** 2)
+    yf_y = (np.sqrt(2 * np.pi) * sig[0] / out_sz[0]
+            * np.exp(-2 * (np.pi * sig[0] * ky / out_sz[0]) ** 2))
+    yf_x = (np.sqrt(2 * np.pi) * sig[1] / out_sz[1]
+            * np.exp(-2 * (np.pi * sig[1] * kx_eco / out_sz[1]) ** 2))
     yf_eco = np.outer(yf_y, yf_x)                 # ECO's kx <= 0 half
     got = jax.jit(lambda s: cf.gaussian_label_fs(small, s, out_sz))(jnp.asarray(sig))
     np.testing.assert_allclose(np.asarray(got), np.conj(yf_eco[::-1, ::-1]), rtol=1e-5)
@@ -264,8 +268,9 @@ def test_pad_to_and_crop_from():
     np.testing.assert_allclose(padded, ref, atol=0)
     np.testing.assert_allclose(np.asarray(cf.crop_from(jnp.asarray(padded), (7, 7))), small)
     # Adjoint in the full-spectrum inner product.
-    lhs = cf.full_inner(cf.pad_to(jnp.asarray(small), (13, 17))[..., None], jnp.asarray(big)[..., None])
-    rhs = cf.full_inner(jnp.asarray(small)[..., None], cf.crop_from(jnp.asarray(big), (7, 7))[..., None])
+    a, b = jnp.asarray(small), jnp.asarray(big)
+    lhs = cf.full_inner(cf.pad_to(a, (13, 17))[..., None], b[..., None])
+    rhs = cf.full_inner(a[..., None], cf.crop_from(b, (7, 7))[..., None])
     np.testing.assert_allclose(np.asarray(lhs), np.asarray(rhs), rtol=1e-5)
     # Zero-padding the spectrum is upsampling the same function.
     np.testing.assert_allclose(np.asarray(cf.sample_fs(cf.pad_to(jnp.asarray(small), (13, 17)))),
@@ -284,7 +289,8 @@ def test_shift_sample_by_whole_cells_is_roll(hw):
     x = RNG.normal(size=(2,) + hw + (3,)).astype(np.float32)
     d = np.array([2, -3])
     xf = cf.cfft2(jnp.asarray(x))
-    shift = jax.jit(lambda s: 2 * jnp.pi * s / jnp.asarray(hw, jnp.float32))(jnp.asarray(d, jnp.float32))
+    shift = jax.jit(lambda s: 2 * jnp.pi * s / jnp.asarray(hw, jnp.float32))(
+        jnp.asarray(d, jnp.float32))
     got = cf.shift_sample(xf, shift, (xf.shape[1], 2 * xf.shape[2] - 1))
     ref = cf.cfft2(jnp.asarray(np.roll(x, -d, axis=(1, 2))))
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=2e-4)
@@ -299,8 +305,10 @@ def test_shift_sample_subcell_evaluates_the_series_at_t_plus_d():
     full = _full(half.astype(np.complex128))
     ky = np.arange(-3, 4)[:, None, None, None]
     kx = np.arange(-4, 5)[None, :, None, None]
-    t = np.stack(np.meshgrid(np.arange(7), np.arange(9), indexing="ij"))[:, None, None] + d[:, None, None, None, None]
-    ref = np.real(np.sum(full[:, :, None, None] * np.exp(2j * np.pi * (ky * t[0] / 7 + kx * t[1] / 9)), (0, 1)))
+    t = (np.stack(np.meshgrid(np.arange(7), np.arange(9), indexing="ij"))[:, None, None]
+         + d[:, None, None, None, None])
+    terms = full[:, :, None, None] * np.exp(2j * np.pi * (ky * t[0] / 7 + kx * t[1] / 9))
+    ref = np.real(np.sum(terms, (0, 1)))
     np.testing.assert_allclose(np.asarray(got), ref, atol=2e-4)
 
 
@@ -328,12 +336,14 @@ def test_reg_filter_matches_eco_get_reg_filter(support, target):
 def test_reg_filter_kernel_bound():
     with pytest.raises(ValueError, match="max_kernel"):
         cf.reg_filter((250, 250), (55.0, 55.0), max_kernel=(3, 3))
-    traced = jax.jit(lambda t: cf.reg_filter((250, 250), t, max_kernel=(3, 3)))(jnp.array([55.0, 55.0]))
+    traced = jax.jit(lambda t: cf.reg_filter((250, 250), t, max_kernel=(3, 3)))(
+        jnp.array([55.0, 55.0]))
     assert np.all(np.isnan(np.asarray(traced.kernel)))
     # A wider support threshold leaves a bigger kernel: a bigger static size holds it.
     eco = _eco_reg_filter((250, 250), (55.0, 55.0), thr=0.01)
     kernel, _ = cf.reg_filter((250, 250), (55.0, 55.0), reg_sparsity_threshold=0.01,
                               max_kernel=(15, 15))
     r = (15 - eco.shape[0]) // 2
-    np.testing.assert_allclose(kernel[r:r + eco.shape[0], r:r + eco.shape[1]], eco, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(kernel[r:r + eco.shape[0], r:r + eco.shape[1]], eco,
+                               rtol=1e-6, atol=1e-9)
     assert np.sum(kernel != 0) == np.sum(eco != 0)

@@ -91,7 +91,10 @@ def symmetrize(hf: jnp.ndarray) -> jnp.ndarray:
     """Makes the `kx = 0` column Hermitian in `ky` (ECO `symmetrize_filter.m`).
 
     A solver working on half spectra leaves `X(-ky, 0) != conj X(ky, 0)`; this projects the
-    column onto the spectra of real maps.
+    column onto the spectra of real maps (the average of the column and its Hermitian
+    mirror, orthogonal for `full_inner`). ECO instead overwrites one half of the column with
+    the mirror of the other and leaves the DC term's imaginary part; the two agree whenever
+    the column is already Hermitian, as it is up to rounding after ECO's solver.
 
     Args:
       hf: `(..., Ho, Wh, C)` half spectrum with odd `Ho`.
@@ -456,7 +459,8 @@ def reg_filter(support_sz, target_sz, *, reg_window_min: float = 1e-4,
     elif outside > 0:
         sup = np.argwhere(np.fft.fftshift(keep)) - (c0, c1)
         got = tuple(int(2 * np.abs(sup[:, i]).max() + 1) for i in range(2))
+        target = tuple(float(v) for v in t)
         raise ValueError(f"the regularisation kernel's support {got} exceeds max_kernel "
-                         f"{max_kernel} (support_sz {support_sz}, target_sz {tuple(float(v) for v in t)}); "
+                         f"{max_kernel} (support_sz {support_sz}, target_sz {target}); "
                          "raise max_kernel")
     return RegFilter(kernel, xp.sum(kernel ** 2))
