@@ -292,6 +292,9 @@ def train_filter(hf, cg_state: CGState, samplesf, sample_weights, yf, reg, sampl
     """One sparse filter update: `settings.cg_iter` warm-started PCG iterations (ECO
     `train_filter.m` with `pcg_ccot.m`), then `symmetrize`.
 
+    ECO symmetrises only after the frame-1 training; here every update does, which only
+    removes round-off (the iterates stay Hermitian in exact arithmetic).
+
     Args:
       hf: per block `(Ho_d, Wh_d, Cp_d)` complex, the current filter (the CG start).
       cg_state: the `CGState` of the previous update (`ctjax.ops.cg.cg_init(hf)` for the first
