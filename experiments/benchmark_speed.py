@@ -33,9 +33,9 @@ def main(argv=None) -> int:
     report = runtime.probe(runtime.configure(single_thread=True))
     import numpy as np
     from ctjax.data import sequences
-    from ctjax.tracking import presets
-    from ctjax.tracking.opencv_baseline import track_frames_csrt
-    from ctjax.tracking.run import compile_tracker, track_frames
+    from ctjax.trackers import presets
+    from ctjax.trackers.csrt import track_frames_csrt
+    from ctjax.trackers.run import compile_tracker, track_frames
 
     seq = sequences.demo_sequence()
     frames = [seq.frame(i) for i in range(min(args.frames, len(seq)))]

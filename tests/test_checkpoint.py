@@ -10,9 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ctjax import checkpoint, paths, train
+from ctjax import paths
+from ctjax.distill import checkpoint
+from ctjax.distill import loop as train
 from ctjax.models import registry
-from ctjax.train import student_preprocessing
+from ctjax.distill.loop import student_preprocessing
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from ctjax import losses
+from ctjax.distill import losses
 from ctjax.models import registry
 from ctjax.ops import fourier
 

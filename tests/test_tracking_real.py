@@ -8,8 +8,8 @@ import pytest
 
 from ctjax import evaluation, paths
 from ctjax.data import sequences
-from ctjax.tracking import presets
-from ctjax.tracking.run import compile_tracker, track_frames
+from ctjax.trackers import presets
+from ctjax.trackers.run import compile_tracker, track_frames
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ crop pixels from the crop centre, shift = jitter_step * U{-m..m} per axis with
 m = max_jitter // jitter_step ([RECON]: with jitter a label at (0, 0) cannot be met by
 features that only encode position in the crop, which zero-padded convs can).
 
-Crop geometry matches the tracker (`ctjax.tracking.crop.sample_window`): 0-based pixel
+Crop geometry matches the tracker (`ctjax.ops.crop.sample_window`): 0-based pixel
 centres, output pixel i samples the image at c - window/2 + (i + 0.5) window/out, bilinear,
 border replicated, `antialias`² taps per pixel when shrinking. Box conventions: `ctjax.boxes`
 (1-based OTB x,y,w,h in, 0-based (y, x) centres inside).

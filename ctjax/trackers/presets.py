@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ctjax import paths
-from ctjax.tracking.features import (CompositeExtractor, GradientHistogramExtractor, LayerSpec,
+from ctjax.features.cnn import (CompositeExtractor, GradientHistogramExtractor, LayerSpec,
                                      cnn_extractor, cnn_params)
-from ctjax.tracking.tracker import Tracker, TrackerConfig, make_tracker
+from ctjax.trackers.dcf import Tracker, TrackerConfig, make_tracker
 
 SHIPPED_STUDENT = paths.ASSETS / "students" / "ctjax_cfvggm_r64"
 
@@ -71,7 +71,7 @@ def load_student(weights: str | Path | None):
         raise FileNotFoundError(f"weights not found: {weights}")
     if weights.suffix == ".mat":
         return model_weights.load_matconvnet_simplenn(weights)
-    from ctjax import checkpoint
+    from ctjax.distill import checkpoint
     return checkpoint.load_student(weights)
 
 

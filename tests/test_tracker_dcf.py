@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from ctjax.boxes import BoxError
-from ctjax.tracking import features, presets
-from ctjax.tracking.crop import sample_window, to_canvas
-from ctjax.tracking.run import compile_tracker, track_frames
-from ctjax.tracking.tracker import (TrackerConfig, _sample_periodic, box_to_center_size,
-                                   center_size_to_box, make_tracker)
+from ctjax.features import cnn as features
+from ctjax.trackers import presets
+from ctjax.ops.crop import sample_window, to_canvas
+from ctjax.trackers.run import compile_tracker, track_frames
+from ctjax.trackers.dcf import (TrackerConfig, _sample_periodic, box_to_center_size,
+                                center_size_to_box, make_tracker)
 
 SMALL = TrackerConfig(patch_size=96, canvas_hw=(160, 224))
 

@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ctjax.tracking.run import TrackResult, timed_loop
+from ctjax.trackers.run import TrackResult, timed_loop
 
 
 def _cv2():

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from ctjax import cli, evaluation
+from ctjax import commands as cli
+from ctjax import evaluation
 from ctjax.data import sequences
-from ctjax.tracking import presets
+from ctjax.trackers import presets
 
 
 def test_track_demo_with_the_shipped_student(tmp_path, capsys):
@@ -66,7 +67,7 @@ def test_eval_runs_resumes_and_reports(tmp_path, capsys):
 def test_track_configures_the_runtime_before_jax_is_imported():
     import subprocess
     import sys
-    code = ("from ctjax import cli, runtime\n"
+    code = ("from ctjax import commands as cli, runtime\n"
             "orig = runtime.configure\n"
             "def spy(**kw):\n"
             "    r = orig(**kw); print('jax_was_imported', r.jax_was_imported); return r\n"

@@ -14,7 +14,9 @@ import jax
 import numpy as np
 import pytest
 
-from ctjax import checkpoint, paths, train
+from ctjax import paths
+from ctjax.distill import checkpoint
+from ctjax.distill import loop as train
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SMOKE_SPECS = ["distill_fid_track.py:smoke", "distill_fidelity.py:smoke",
@@ -74,7 +76,7 @@ def test_cli_distill_then_export_gives_a_student_the_tracker_loads(tmp_path):
     info = checkpoint.student_info(tmp_path / "student")
     assert info["training"]["summary"]["steps"] == 6
 
-    from ctjax.tracking import presets
+    from ctjax.trackers import presets
     built = presets.build("cfvggm", weights=tmp_path / "student")
     assert built.weights == str(tmp_path / "student")
     via_tracker = presets.load_student(tmp_path / "student")

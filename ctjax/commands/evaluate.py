@@ -85,12 +85,12 @@ def _init_worker(cores) -> None:
 
 def _run_task(spec: TrackerSpec, seq_path: Path, out_dir: Path, max_frames: int | None) -> dict:
     from ctjax import evaluation, runtime
-    from ctjax.tracking import presets
-    from ctjax.tracking.run import compile_tracker, track_frames
+    from ctjax.trackers import presets
+    from ctjax.trackers.run import compile_tracker, track_frames
 
     seq = _load(seq_path, max_frames)
     if spec.preset == "csrt":
-        from ctjax.tracking.opencv_baseline import track_frames_csrt
+        from ctjax.trackers.csrt import track_frames_csrt
         result, weights = track_frames_csrt(seq.frames(), seq.init_box), "none"
     else:
         if spec not in _WORKER:  # compile once per tracker per worker

@@ -38,7 +38,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import ctjax
-from ctjax import checkpoint, losses
+from ctjax.distill import checkpoint, losses
 from ctjax.models import preprocessing, registry
 from ctjax.models.preprocessing import Preprocessing
 

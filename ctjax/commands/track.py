@@ -27,7 +27,7 @@ def _open_sequence(args):
 
 def run(args, report) -> int:
     """Runs the `track` command; returns the exit status."""
-    from ctjax.tracking import presets
+    from ctjax.trackers import presets
 
     if args.list:
         for name, text in presets.PRESETS.items():
@@ -39,7 +39,7 @@ def run(args, report) -> int:
     from ctjax import boxes as box_ops
     from ctjax import runtime
     from ctjax import evaluation
-    from ctjax.tracking.run import compile_tracker, track_frames
+    from ctjax.trackers.run import compile_tracker, track_frames
     from tqdm import tqdm
 
     sequence = _open_sequence(args)

@@ -18,8 +18,8 @@ import jax
 import numpy as np
 
 from ctjax.boxes import validate_box
-from ctjax.tracking.crop import to_canvas
-from ctjax.tracking.tracker import Tracker, TrackerConfig
+from ctjax.ops.crop import to_canvas
+from ctjax.trackers.dcf import Tracker, TrackerConfig
 
 
 @dataclasses.dataclass(frozen=True)

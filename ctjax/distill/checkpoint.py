@@ -1,6 +1,6 @@
 """Training checkpoints (Orbax) and exported students: the only module that imports Orbax.
 
-* `Checkpointer`: saves the whole `ctjax.train.TrainState` plus a small JSON record (wall
+* `Checkpointer`: saves the whole `ctjax.distill.loop.TrainState` plus a small JSON record (wall
   time, last validation metrics) every few steps under `<workdir>/checkpoints/<step>/`,
   keeps the newest N, and restores the newest into an abstract target of the same structure
   (bit-exact on CPU).
@@ -230,7 +230,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 def export_run(workdir, output, *, step: int | None = None) -> Path:
     """Exports the student of checkpoint `step` (default newest) of a run folder."""
-    from ctjax import train
+    from ctjax.distill import loop as train
 
     workdir = Path(workdir)
     config_file = workdir / "config.json"

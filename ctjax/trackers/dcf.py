@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from ctjax.ops import dcf, fourier
-from ctjax.tracking.crop import Frame, sample_window
+from ctjax.ops.crop import Frame, sample_window
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +150,7 @@ def make_tracker(config: TrackerConfig, extractor) -> Tracker:
 
     Args:
       config: static settings.
-      extractor: a `ctjax.tracking.features` extractor (static, called as
+      extractor: a `ctjax.features.cnn` extractor (static, called as
         `extractor(params, patches)` -> tuple of (N, h, w, c) maps).
 
     Returns:

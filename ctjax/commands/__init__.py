@@ -44,7 +44,7 @@ def _track_parser(sub):
 
 def _eval_parser(sub):
     p = sub.add_parser("eval", help="evaluate trackers on a list of sequences (OTB protocol)")
-    from ctjax.tracking import evaluate_cli
+    from ctjax.commands import evaluate as evaluate_cli
     evaluate_cli.add_arguments(p)
     return p
 
@@ -61,7 +61,8 @@ def main(argv=None) -> int:
     if argv and argv[0] in ("distill", "export"):
         # Imported only here: they import jax, which must not happen before `track` and
         # `eval` have applied the single-thread settings.
-        from ctjax import checkpoint, train
+        from ctjax.distill import checkpoint
+        from ctjax.distill import loop as train
         train.add_distill_arguments(distill)
         checkpoint.add_export_arguments(export)
     args = parser.parse_args(argv)
@@ -69,10 +70,10 @@ def main(argv=None) -> int:
     if args.command == "track":
         from ctjax import runtime
         report = runtime.configure(single_thread=True)
-        from ctjax.tracking import track_cli
+        from ctjax.commands import track as track_cli
         return track_cli.run(args, report)
     if args.command == "eval":  # the workers pin themselves, one core each
-        from ctjax.tracking import evaluate_cli
+        from ctjax.commands import evaluate as evaluate_cli
         return evaluate_cli.run(args)
     if args.command == "distill":
         return train.run_distill(args) or 0

@@ -20,7 +20,7 @@ label peaked at (0, 0) (`ctjax.ops.dcf.dual_filter`, λ with the 1/(MND) factor)
 the search crop's features (`dual_response`), and scored by Σ_cells (r - y)² against the label
 centred on where the target sits in the search crop. [RECON] choices, on by default:
 features are scaled to unit mean energy per example before the DCF (as the tracker does,
-`ctjax.tracking.features`), which makes λ relative and the loss invariant to feature scale;
+`ctjax.features.cnn`), which makes λ relative and the loss invariant to feature scale;
 and the loss is divided by the label energy Σ y², so predicting zeros scores 1 on every
 layer whatever its grid size.
 

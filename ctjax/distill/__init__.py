@@ -1,0 +1,1 @@
+"""Offline distillation: losses, the training loop and checkpoints (Orbax)."""
