@@ -78,6 +78,9 @@ class StrcfConfig:
       number_of_scales, scale_step: the scale search (scale factors `step ** k`).
       newton_iterations: Newton iterations of the peak search.
       clamp_position: keep the centre inside the frame (STRCF: off).
+      reuse_detection_sample: train on the best scale's detection sample translated onto
+        the new position in the Fourier domain (ECO's `shift_sample`: one feature
+        extraction per scale and frame) instead of extracting a new sample there (STRCF).
       canvas_hw: static frame canvas.
     """
     search_area_scale: float = 4.5
@@ -94,6 +97,7 @@ class StrcfConfig:
     scale_step: float = 1.02
     newton_iterations: int = 5
     clamp_position: bool = False
+    reuse_detection_sample: bool = False
     canvas_hw: tuple[int, int] = (720, 1280)
 
     def __post_init__(self):
@@ -449,13 +453,24 @@ def train(config: StrcfConfig, geo: Geometry, xf, yf, reg, prev, mu) -> tuple:
                  for x, y, r, p, hw in zip(xf, yf, reg, prev, geo.block_hw))
 
 
-def _spectra(features: StrcfFeatures, geo: Geometry, params, frame: Frame, pos, scales,
-             is_color) -> tuple:
-    """Windowed sample spectra of every block at `pos` and each scale, (N, h, wf, C)."""
+def _blocks(features: StrcfFeatures, params, frame: Frame, pos, scales, is_color) -> tuple:
+    """Feature blocks of the samples at `pos` and each scale, (N, h, w, C) per block."""
     side = features.input_size
     patches = jax.vmap(lambda s: sample_window(frame, pos, side * s, out=side))(scales)
-    blocks = features(params, patches, is_color)
+    return features(params, patches, is_color)
+
+
+def _windowed(geo: Geometry, blocks) -> tuple:
+    """Cosine-windowed `rfft2` spectra of blocks, (..., h, wf, C)."""
     return tuple(fourier.rfft2(b * cos_window(hw)) for b, hw in zip(blocks, geo.block_hw))
+
+
+def _recentred(features: StrcfFeatures, geo: Geometry, blocks, disp_px) -> tuple:
+    """Blocks of one sample translated by `-disp_px` sample pixels (Fourier phase shift), so
+    a target seen at `+disp_px` from the sample centre sits at the centre (ECO's
+    `shift_sample`)."""
+    return tuple(fourier.irfft2(fourier.phase_shift(fourier.rfft2(b), -disp_px / cell, hw), hw)
+                 for b, cell, hw in zip(blocks, features.cells, geo.block_hw))
 
 
 def _is_color(frame: Frame) -> jnp.ndarray:
@@ -479,7 +494,8 @@ def init(config: StrcfConfig, features: StrcfFeatures, params, frame: Frame, box
         yf.append(fourier.rfft2_map(strcf_label(hw, jnp.maximum(sigma, 1e-3))))
         reg.append(reg_window(hw, jnp.floor(base_size / ratio), w_min=config.reg_window_min,
                               w_max=config.reg_window_max))
-    xf = tuple(x[0] for x in _spectra(features, geo, params, frame, pos, scale[None], is_color))
+    xf = tuple(x[0] for x in _windowed(geo, _blocks(features, params, frame, pos, scale[None],
+                                                     is_color)))
     filters = train(config, geo, xf, yf, reg, tuple(jnp.zeros_like(x) for x in xf), 0.0)
     frame_hw = frame.hw.astype(jnp.float32)
     scale_range = jnp.stack([5.0 / geo.support, jnp.min(frame_hw / base_size)])
@@ -489,7 +505,8 @@ def init(config: StrcfConfig, features: StrcfFeatures, params, frame: Frame, box
 
 def step(config: StrcfConfig, features: StrcfFeatures, params, state: StrcfState,
          frame: Frame):
-    """`step_fn`: detect over scales, move, retrain on a sample at the new position and scale.
+    """`step_fn`: detect over scales, move, retrain on a sample at the new position and scale
+    (or on the recentred detection sample, `reuse_detection_sample`).
 
     Returns:
       `(state, box, score)`: box (4,) float32 OTB x,y,w,h; score the refined peak.
@@ -498,7 +515,8 @@ def step(config: StrcfConfig, features: StrcfFeatures, params, state: StrcfState
     half = config.number_of_scales // 2
     factors = config.scale_step ** jnp.arange(-half, half + 1, dtype=jnp.float32)
     scales = state.scale * factors
-    xtf = _spectra(features, geo, params, frame, state.pos, scales, state.is_color)
+    blocks = _blocks(features, params, frame, state.pos, scales, state.is_color)
+    xtf = _windowed(geo, blocks)
     best = peak.newton_peak(response_spectrum(state.filters, xtf, geo),
                             iterations=config.newton_iterations)
     disp_px = best.disp * (geo.support / jnp.asarray(geo.output_hw, jnp.float32))
@@ -506,8 +524,12 @@ def step(config: StrcfConfig, features: StrcfFeatures, params, state: StrcfState
     if config.clamp_position:
         pos = jnp.clip(pos, 0.0, frame.hw.astype(jnp.float32) - 1)
     scale = jnp.clip(scales[best.scale], state.scale_range[0], state.scale_range[1])
-    xlf = tuple(x[0] for x in _spectra(features, geo, params, frame, pos, scale[None],
-                                        state.is_color))
+    if config.reuse_detection_sample:
+        xlf = _windowed(geo, _recentred(features, geo, tuple(b[best.scale] for b in blocks),
+                                        disp_px))
+    else:
+        xlf = tuple(x[0] for x in _windowed(geo, _blocks(features, params, frame, pos,
+                                                         scale[None], state.is_color)))
     filters = train(config, geo, xlf, state.yf, state.reg, state.filters, config.temporal_reg)
     new = state._replace(pos=pos, scale=scale, filters=filters)
     return new, center_size_to_xywh(pos, state.base_size * scale), best.score
