@@ -100,8 +100,9 @@ def fhog_from_mag_ori(mag: jnp.ndarray, ori: jnp.ndarray, *, cell: int, num_orie
     o_mult = np.float32(num_bins) / (np.float32(2) * _PI)
     bins = jnp.floor(ori.astype(jnp.float32) * o_mult + np.float32(0.5)).astype(jnp.int32)
     bins = jnp.where(bins >= num_bins, 0, bins)
-    hist = _histogram(mag.astype(jnp.float32), bins, cell=cell, num_bins=num_bins)
-    return _normalise(hist, cell=cell, num_orients=num_orients, clip=clip)
+    mag, bins = (_cell_planes(a, cell) for a in (mag.astype(jnp.float32), bins))
+    return _normalise(_histogram(mag, bins, num_bins=num_bins), cell=cell,
+                      num_orients=num_orients, clip=clip)
 
 
 def fhog(image: jnp.ndarray, *, cell: int, num_orients: int = 9, clip: float = 0.2) -> jnp.ndarray:
@@ -122,11 +123,10 @@ def fhog(image: jnp.ndarray, *, cell: int, num_orients: int = 9, clip: float = 0
       `(..., H // cell, W // cell, 3 * num_orients + 4)` float32.
     """
     gx, gy, mag = _max_channel_gradient(image)
-    # Padding the gradient, not the bins, keeps the binning one vectorised loop on XLA CPU.
-    gx, gy, mag = (_pad_cells(a, a.ndim - 2, cell) for a in (gx, gy, mag))
     bins = _bins_from_gradient(gx, gy, mag, num_orients)
-    hist = _histogram(mag, bins, cell=cell, num_bins=2 * num_orients, padded=True)
-    return _normalise(hist, cell=cell, num_orients=num_orients, clip=clip)
+    mag, bins = _cell_planes(mag, cell), _cell_planes(bins, cell)
+    return _normalise(_histogram(mag, bins, num_bins=2 * num_orients), cell=cell,
+                      num_orients=num_orients, clip=clip)
 
 
 def _central_difference(x: jnp.ndarray, axis: int) -> jnp.ndarray:
@@ -176,14 +176,14 @@ def _bins_from_gradient(gx, gy, mag, num_orients: int) -> jnp.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _pool_terms(num_cells: int, cell: int) -> tuple[tuple[int, np.ndarray], ...]:
-    """Static bilinear pooling of one axis as a sum of strided slices.
+def _pool_terms(num_cells: int, cell: int) -> tuple[tuple[int, int, np.ndarray], ...]:
+    """Static bilinear pooling weights of one axis, as `(s, r, w)` terms.
 
-    Cell `k` receives pixel `i = (k + s) * cell + r` (s in -1, 0, 1; r in 0 .. cell - 1) with
-    a weight `w[k]`. Each term is `(start, w)` with `start = (s + 1) * cell + r`, an index
-    into the axis padded by `cell` zeros on each side, `w` float32 `(num_cells,)`; all-zero
-    terms are left out. The cell coordinate `(i + 0.5) / cell - 0.5` is stepped in float32
-    as the C code does; shares outside the grid are dropped and the border cells get 8/7.
+    Cell `k` receives pixel `(k + s) * cell + r` (s in -1, 0, 1: its own or a neighbouring
+    cell; r in 0 .. cell - 1: the offset in that cell) with weight `w[k]`, `w` float32
+    `(num_cells,)`; all-zero terms are left out. The cell coordinate `(i + 0.5) / cell - 0.5`
+    of pixel `i` is stepped in float32 as the C code does; shares falling outside the grid
+    are dropped and the two border cells are scaled by 8/7.
     """
     s_inv = np.float32(1) / np.float32(cell)
     pos = np.empty(num_cells * cell, np.float32)
@@ -201,92 +201,71 @@ def _pool_terms(num_cells: int, cell: int) -> tuple[tuple[int, np.ndarray], ...]
         for target, share in ((lo[i], np.float32(1) - frac[i]), (lo[i] + 1, frac[i])):
             if 0 <= target < num_cells:
                 w[i // cell - target + 1, i % cell, target] += share * factor[target]
-    return tuple(((s + 1) * cell + r, w[s + 1, r]) for s in (-1, 0, 1) for r in range(cell)
+    return tuple((s, r, w[s + 1, r]) for s in (-1, 0, 1) for r in range(cell)
                  if np.any(w[s + 1, r]))
 
 
-def _pool_axis(x: jnp.ndarray, axis: int, cell: int, padded: bool = False):
-    """Yields `(slice, w)`: the terms of `_pool_terms` along `axis` as strided slices of `x`
-    (one pixel per cell) with weights `w` shaped to broadcast against them.
+def _cell_planes(x: jnp.ndarray, cell: int) -> jnp.ndarray:
+    """Space-to-depth: `(..., H, W)` -> `(..., cell, cell, H // cell + 2, W // cell + 2)`.
 
-    `x` is padded by `cell` zeros on each side of `axis`, unless `padded` says the caller
-    already did (as `_pad_cells`).
+    Element `[ry, rx, 1 + k, 1 + j]` is pixel `(k * cell + ry, j * cell + rx)`; pixels past
+    the last whole cell are dropped and a border of one zero cell is added, so a
+    neighbouring cell is a shifted slice and every loop below runs along whole rows.
     """
-    x = x if padded else _pad_cells(x, axis, cell)
-    n = (x.shape[axis] - 2 * cell) // cell
-    expand = (slice(None),) + (None,) * (x.ndim - axis - 1)
-    for start, w in _pool_terms(n, cell):
-        part = lax.slice_in_dim(x, start, start + (n - 1) * cell + 1, stride=cell, axis=axis)
-        yield part, jnp.asarray(w)[expand]
+    hb, wb = x.shape[-2] // cell, x.shape[-1] // cell
+    if hb < 2 or wb < 2:
+        raise ValueError(f"fHOG needs at least 2x2 cells: image {x.shape[-2:]}, cell {cell}")
+    lead = x.shape[:-2]
+    x = x[..., :hb * cell, :wb * cell].reshape(lead + (hb, cell, wb, cell))
+    x = jnp.moveaxis(x, (-3, -1), (-4, -3))
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(1, 1), (1, 1)])
 
 
-def _pad_cells(x: jnp.ndarray, axis: int, cell: int) -> jnp.ndarray:
-    """`x` cut to whole cells along `axis` and padded by one cell of zeros on each side."""
-    n = x.shape[axis] // cell
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (cell, cell)
-    return jnp.pad(lax.slice_in_dim(x, 0, n * cell, axis=axis), pad)
+def _histogram(mag, bins, *, num_bins: int) -> jnp.ndarray:
+    """Spatially interpolated orientation histograms `(..., num_bins, hb, wb)`.
 
+    Args:
+      mag, bins: `(..., cell, cell, hb + 2, wb + 2)` cell planes (`_cell_planes`) of the
+        gradient magnitude and of the orientation bin.
 
-def _histogram(mag, bins, *, cell: int, num_bins: int, padded: bool = False) -> jnp.ndarray:
-    """Spatially interpolated orientation histograms `(..., H // cell, W // cell, num_bins)`.
-
-    Written as sums of strided slices with static weights so that XLA CPU fuses the one-hot
-    expansion into the row pooling; weighted reductions and scatters are many times slower.
-    `padded`: `mag` and `bins` come already through `_pad_cells` along the rows.
+    A one-hot product pooled by sums of shifted planes with static weights, rows then
+    columns: scatters, gathers and weighted reductions are many times slower on XLA CPU.
     """
-    rows_axis = mag.ndim - 2
-    height = mag.shape[-2] - 2 * cell if padded else mag.shape[-2]
-    if height // cell < 2 or mag.shape[-1] // cell < 2:
-        raise ValueError(f"fHOG needs at least 2x2 cells: image {mag.shape[-2:]}, cell {cell}")
+    cell, hb, wb = mag.shape[-3], mag.shape[-2] - 2, mag.shape[-1] - 2
     weight = mag * (np.float32(1) / np.float32(cell) / np.float32(cell))
-    orients = jnp.arange(num_bins, dtype=bins.dtype)
-    rows = 0.0
-    for (m, w), (b, _) in zip(_pool_axis(weight, rows_axis, cell, padded),
-                              _pool_axis(bins, rows_axis, cell, padded)):
-        rows = rows + jnp.where(b[..., None] == orients, (m * w)[..., None], np.float32(0))
-    # Columns: shares from the neighbouring cells are padded after the sum, not before, so
-    # no pad lands in the fused one-hot loop above.
-    cols_axis = rows_axis + 1
-    rows = lax.optimization_barrier(rows)
-    n = rows.shape[cols_axis] // cell
-    groups = {}
-    for start, w in _pool_terms(n, cell):
-        s, r = start // cell - 1, start % cell
-        lo, count = max(-s, 0), n - abs(s)           # the cells that have this neighbour
-        first = (lo + s) * cell + r
-        part = lax.slice_in_dim(rows, first, first + (count - 1) * cell + 1, stride=cell,
-                                axis=cols_axis)
-        share = part * jnp.asarray(w[lo:lo + count])[:, None]
-        groups[s] = share + groups[s] if s in groups else share
-    hist = groups.pop(0)
-    for s, share in groups.items():
-        pad = [(0, 0)] * share.ndim
-        pad[cols_axis] = (1, 0) if s < 0 else (0, 1)
-        hist = hist + jnp.pad(share, pad)
+    orients = jnp.arange(num_bins, dtype=bins.dtype)[:, None, None]
+    rows = 0.0                                   # (..., cell_x, num_bins, hb, wb + 2)
+    for s, r, w in _pool_terms(hb, cell):
+        m = weight[..., r, :, 1 + s:1 + s + hb, :] * w[:, None]
+        b = bins[..., r, :, 1 + s:1 + s + hb, :]
+        rows = rows + jnp.where(b[..., None, :, :] == orients, m[..., None, :, :], np.float32(0))
+    hist = 0.0                                   # (..., num_bins, hb, wb)
+    for s, r, w in _pool_terms(wb, cell):
+        hist = hist + rows[..., r, :, :, 1 + s:1 + s + wb] * w
     return hist
 
 
 def _normalise(hist, *, cell: int, num_orients: int, clip: float) -> jnp.ndarray:
-    """Block normalisation, clipping and channel sums of Dollar's `fhog` (`hogChannels`)."""
+    """Block normalisation, clipping and channel sums of Dollar's `fhog` (`hogNormMatrix`,
+    `hogChannels`): `(..., 2 num_orients, hb, wb)` -> `(..., hb, wb, 3 num_orients + 4)`."""
     sensitive = hist
-    insensitive = hist[..., :num_orients] + hist[..., num_orients:]
-    energy = jnp.sum(insensitive * insensitive, axis=-1)
+    insensitive = hist[..., :num_orients, :, :] + hist[..., num_orients:, :, :]
+    energy = jnp.sum(insensitive * insensitive, axis=-3)
     c = np.float32(cell)
     eps = np.float32(1e-4) / np.float32(4) / c / c / c / c
     block = (energy[..., :-1, :-1] + energy[..., 1:, :-1] + energy[..., :-1, 1:]
              + energy[..., 1:, 1:])
     norm = np.float32(1) / jnp.sqrt(block + eps)
-    pad = [(0, 0)] * (norm.ndim - 2) + [(1, 1), (1, 1)]
-    norm = jnp.pad(norm, pad, mode="edge")
+    norm = jnp.pad(norm, [(0, 0)] * (norm.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
     # The four blocks around each cell: lower-right, upper-right, lower-left, upper-left.
-    around = (norm[..., 1:, 1:, None], norm[..., :-1, 1:, None], norm[..., 1:, :-1, None],
-              norm[..., :-1, :-1, None])
+    around = (norm[..., None, 1:, 1:], norm[..., None, :-1, 1:], norm[..., None, 1:, :-1],
+              norm[..., None, :-1, :-1])
     clip = np.float32(clip)
     t_sensitive = [jnp.minimum(sensitive * n, clip) for n in around]
     t_insensitive = [jnp.minimum(insensitive * n, clip) for n in around]
-    return jnp.concatenate([
+    out = jnp.concatenate([
         sum(t_sensitive) * np.float32(0.5),
         sum(t_insensitive) * np.float32(0.5),
-        jnp.stack([jnp.sum(t, axis=-1) for t in t_sensitive], axis=-1) * _TEXTURE_WEIGHT,
-    ], axis=-1)
+        jnp.stack([jnp.sum(t, axis=-3) for t in t_sensitive], axis=-3) * _TEXTURE_WEIGHT,
+    ], axis=-3)
+    return jnp.moveaxis(out, -3, -1)
