@@ -55,6 +55,11 @@ def sequence_dir(name: str) -> Path:
     return require(sequences_dir() / name, f"sequence {name!r}")
 
 
+def splits_file() -> Path:
+    """`sequences/splits.json`: {"train": [...], "eval": [...]}."""
+    return require(data_root() / "sequences" / "splits.json", "split list")
+
+
 def weights_file(name: str) -> Path:
     """A weight file under `<data>/weights/`."""
     return require(data_root() / "weights" / name, f"weight file {name!r}")

@@ -14,7 +14,7 @@ ctjax/assets/students/ctjax_cfvggm_r64/README.md.
 Smoke (CI, seconds): `--config experiments/distill_fid_track.py:smoke`; the loss falls.
 """
 
-from ctjax.distill.loop import SMOKE, DistillConfig, override
+from ctjax.distill.config import SMOKE, DistillConfig, override
 
 
 def get_config(arg: str = "") -> DistillConfig:

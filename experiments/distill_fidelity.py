@@ -6,7 +6,7 @@ Expected: the fidelity terms fall as in the main run; no tracking term is comput
 Smoke (CI): `--config experiments/distill_fidelity.py:smoke`; the loss falls.
 """
 
-from ctjax.distill.loop import SMOKE, DistillConfig, override
+from ctjax.distill.config import SMOKE, DistillConfig, override
 
 
 def get_config(arg: str = "") -> DistillConfig:

@@ -13,7 +13,7 @@ The argument picks the ratio (default r64) and may add `smoke` (e.g. `:r96,smoke
 key=value overrides. Expected: lower final losses for wider students (r16 best, r96 worst).
 """
 
-from ctjax.distill.loop import SMOKE, DistillConfig, override
+from ctjax.distill.config import SMOKE, DistillConfig, override
 
 RATIOS = ("r16", "r32", "r64", "r96")
 

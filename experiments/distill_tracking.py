@@ -7,7 +7,7 @@ the teacher); no teacher targets are computed, so the pool is built in about a m
 Smoke (CI): `--config experiments/distill_tracking.py:smoke`; the loss falls.
 """
 
-from ctjax.distill.loop import SMOKE, DistillConfig, override
+from ctjax.distill.config import SMOKE, DistillConfig, override
 
 
 def get_config(arg: str = "") -> DistillConfig:

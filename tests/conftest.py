@@ -1,8 +1,10 @@
 """Shared test helpers.
 
-Tests that need the data folder (`CTJAX_DATA`, default `../shared/data`) call `need_data`,
-which skips with a reason naming `CTJAX_DATA` on a machine without the data. CI sets
-`CTJAX_REQUIRE_DATA=1`, which turns those skips into failures, so nothing is silently left out.
+Tests that need the data folder (`CTJAX_DATA`, default `../shared/data`) get every path through
+`need_data(paths.accessor, ...)` (import it with `from conftest import need_data`), which
+skips with a reason naming `CTJAX_DATA` on a machine without the data, so the README's test
+command passes on a fresh clone. CI (`.ci/run`) exports `CTJAX_REQUIRE_DATA=1`, which turns
+those skips into failures, so nothing is silently left out there.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Tests for ctjax.checkpoint: kill/resume, keep-last-N, student export and its validation."""
+"""Tests for ctjax.distill.checkpoint and ctjax.distill.export: kill/resume, keep-last-N,
+target-free restore, and exporting a run's student."""
 
 import dataclasses
 import json
@@ -10,42 +11,47 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import need_data
 from ctjax import paths
-from ctjax.distill import checkpoint
-from ctjax.distill import loop as train
-from ctjax.models import registry
-from ctjax.distill.loop import student_preprocessing
+from ctjax.distill import checkpoint, config as distill_config, export, loop, steps
+from ctjax.models import student
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def test_kill_and_resume_gives_bit_identical_parameters(tmp_path):
     """A run stopped after 3 of 6 steps and restarted ends with exactly (bit for bit, on CPU)
-    the parameters and optimiser state of an uninterrupted run."""
-    try:
-        paths.sequence_dir("Woman")
-    except paths.DataNotFoundError as e:
-        pytest.skip(str(e))
+    the parameters and optimiser state of an uninterrupted run; its export is the student."""
+    need_data(paths.sequence_dir, "Woman")
     config = dataclasses.replace(
-        train.load_config(str(EXPERIMENTS / "distill_tracking.py:smoke")), checkpoint_every=2,
-        eval_every=100)
-    whole = train.train_and_evaluate(config, tmp_path / "whole", progress=False)
-    killed = train.train_and_evaluate(config, tmp_path / "killed", progress=False, stop_after=3)
+        distill_config.load_config(str(EXPERIMENTS / "distill_tracking.py:smoke")),
+        checkpoint_every=2, eval_every=100)
+    whole = loop.train_and_evaluate(config, tmp_path / "whole", progress=False)
+    killed = loop.train_and_evaluate(config, tmp_path / "killed", progress=False, stop_after=3)
     assert killed["steps"] == 3 and not killed["complete"]
-    resumed = train.train_and_evaluate(config, tmp_path / "killed", progress=False)
+    resumed = loop.train_and_evaluate(config, tmp_path / "killed", progress=False)
     assert whole["steps"] == resumed["steps"] == 6
 
-    setup, optimizer = train.make_setup(config), train.make_optimizer(config)
-    target = train.init_state(config, setup, optimizer, 0, {})
+    setup, optimizer = steps.make_setup(config), steps.make_optimizer(config)
+    target = steps.init_state(config, setup, optimizer, 0, {})
     a, _ = checkpoint.Checkpointer(tmp_path / "whole" / "checkpoints").restore(6, target)
     b, _ = checkpoint.Checkpointer(tmp_path / "killed" / "checkpoints").restore(6, target)
     chex.assert_trees_all_equal(a, b)
     assert not np.array_equal(a.params["student"]["params"]["conv1"]["kernel"],
                               target.params["student"]["params"]["conv1"]["kernel"])
     # The resumed run appended to the same log: steps 1..6 each logged exactly once.
-    steps = [json.loads(l)["step"] for l in (tmp_path / "killed" / "log.jsonl").read_text()
-             .splitlines() if json.loads(l)["split"] == "train"]
-    assert steps == [1, 2, 3, 4, 5, 6]
+    logged = [json.loads(l)["step"] for l in (tmp_path / "killed" / "log.jsonl").read_text()
+              .splitlines() if json.loads(l)["split"] == "train"]
+    assert logged == [1, 2, 3, 4, 5, 6]
+
+    # Export reads only the student out of the checkpoint (no optimiser, no teacher).
+    out = export.export_run(tmp_path / "killed", tmp_path / "student", step=4)
+    loaded = student.read_student(out)
+    c, _ = checkpoint.Checkpointer(tmp_path / "killed" / "checkpoints").restore(4, target)
+    chex.assert_trees_all_equal(loaded.variables, c.params["student"])
+    assert student.student_info(out)["training"]["checkpoint_step"] == 4
+    with pytest.raises(ValueError, match="no checkpoint for step 5"):
+        export.export_run(tmp_path / "killed", tmp_path / "other", step=5)
 
 
 def test_keeps_the_newest_n_and_restores_into_the_target_structure(tmp_path):
@@ -61,85 +67,23 @@ def test_keeps_the_newest_n_and_restores_into_the_target_structure(tmp_path):
     assert checkpoint.Checkpointer(tmp_path / "empty").restore_latest(tree) is None
 
 
-def _random_student(name="cf_vggm_r64", seed=0):
-    config = registry.MODEL_CONFIGS[name]
-    abstract = jax.eval_shape(registry.build_module(config).init, jax.random.key(0),
-                              jnp.zeros((1, 96, 96, 3)))
-    rng = np.random.default_rng(seed)
-    variables = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32), abstract)
-    return config, variables
+def test_restore_tree_needs_no_target(tmp_path):
+    ckpt = checkpoint.Checkpointer(tmp_path)
+    state = steps.TrainState(step=jnp.int32(7),
+                             params={"student": {"params": {"conv1": {"kernel": jnp.ones((2, 3))}}}},
+                             opt_state=(jnp.zeros(3),), scales={"conv1": jnp.float32(2.0)})
+    ckpt.save(7, state, {"wall_time": 1.5})
+    ckpt.wait()
+    tree, meta = ckpt.restore_tree(7)
+    assert meta == {"wall_time": 1.5}
+    np.testing.assert_array_equal(tree["params"]["student"]["params"]["conv1"]["kernel"],
+                                  np.ones((2, 3)))
+    assert int(tree["step"]) == 7
 
 
-def test_export_round_trip_is_exact_and_small(tmp_path):
-    config, variables = _random_student()
-    out = checkpoint.export_student(tmp_path / "s", variables, config=config,
-                                    preprocessing=student_preprocessing(),
-                                    training={"steps": 5})
-    loaded = checkpoint.load_student(out)
-    assert loaded.config == config
-    chex.assert_trees_all_equal(loaded.variables, jax.tree.map(jnp.asarray, variables))
-    np.testing.assert_array_equal(loaded.preprocessing.mean, student_preprocessing().mean)
-    assert loaded.preprocessing.std is None
-    assert checkpoint.student_info(out)["training"] == {"steps": 5}
-    assert sum(p.stat().st_size for p in out.iterdir()) < 500_000  # 103,760 float32 + JSON
-
-
-@pytest.fixture
-def exported(tmp_path):
-    config, variables = _random_student()
-    return checkpoint.export_student(tmp_path / "student", variables, config=config,
-                                     preprocessing=student_preprocessing())
-
-
-def _edit_json(path, **changes):
-    meta = json.loads((path / checkpoint.STUDENT_JSON).read_text())
-    meta.update(changes)
-    (path / checkpoint.STUDENT_JSON).write_text(json.dumps(meta))
-
-
-def test_clear_errors_for_bad_students(exported, tmp_path):
-    err = checkpoint.StudentFileError
-    with pytest.raises(err, match="not found"):
-        checkpoint.load_student(tmp_path / "missing")
-    (tmp_path / "plain").mkdir()
-    with pytest.raises(err, match="not a ctjax student export"):
-        checkpoint.load_student(tmp_path / "plain")
-    with pytest.raises(err, match="not a ctjax student export"):
-        checkpoint.load_student(exported / checkpoint.STUDENT_PARAMS)  # a file, not the folder
-
-    data = bytearray((exported / checkpoint.STUDENT_PARAMS).read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (exported / checkpoint.STUDENT_PARAMS).write_bytes(bytes(data))
-    with pytest.raises(err, match="corrupt"):
-        checkpoint.load_student(exported)
-
-
-@pytest.mark.parametrize("changes, match", [
-    ({"format_version": 99}, "format version 99"),
-    ({"format": "something-else"}, "not a ctjax student"),
-    ({"model": {"name": "cf_vggm_r64", "family": "vggm", "widths": [12, 32, 64, 64, 32]}},
-     "registered"),
-    ({"model": {"name": "cf_vggm_r96", "family": "vggm", "widths": [10, 26, 52, 52, 52]}},
-     "shape"),
-    ({"model": {"name": "efficientnet_lite0", "family": "efficientnet_lite0", "widths": None}},
-     "VGG-M-family"),
-])
-def test_version_and_config_mismatches_are_named(exported, changes, match):
-    _edit_json(exported, **changes)
-    with pytest.raises(checkpoint.StudentFileError, match=match):
-        checkpoint.load_student(exported)
-
-
-def test_corrupt_json_is_named(exported):
-    (exported / checkpoint.STUDENT_JSON).write_text("{not json")
-    with pytest.raises(checkpoint.StudentFileError, match="corrupt"):
-        checkpoint.load_student(exported)
-
-
-def test_export_refuses_to_overwrite_a_foreign_folder(tmp_path):
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "x.txt").write_text("precious")
-    config, variables = _random_student()
-    with pytest.raises(FileExistsError):
-        checkpoint.export_student(tmp_path / "data", variables, config=config,
-                                  preprocessing=student_preprocessing())
+def test_export_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a distillation run folder"):
+        export.export_run(tmp_path, tmp_path / "s")
+    (tmp_path / "config.json").write_text(json.dumps(distill_config.DistillConfig().to_json()))
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        export.export_run(tmp_path, tmp_path / "s")

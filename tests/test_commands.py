@@ -1,6 +1,9 @@
-"""End-to-end tests of the `ctjax track` and `ctjax eval` commands on small inputs."""
+"""End-to-end tests of the command line (`ctjax track`, `ctjax eval`, `python -m ctjax`) on
+small inputs. Distill and export are exercised in tests/test_distill.py."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,11 +11,11 @@ import pytest
 from ctjax import commands as cli
 from ctjax import evaluation
 from ctjax.data import sequences
-from ctjax.trackers import presets
+from ctjax.models.student import SHIPPED_STUDENT
 
 
 def test_track_demo_with_the_shipped_student(tmp_path, capsys):
-    assert presets.SHIPPED_STUDENT.exists(), "the package must ship a student"
+    assert SHIPPED_STUDENT.exists(), "the package must ship a student"
     out = tmp_path / "boxes.txt"
     gif = tmp_path / "demo.gif"
     assert cli.main(["track", "--demo", "--output", str(out), "--video", str(gif),
@@ -65,8 +68,6 @@ def test_eval_runs_resumes_and_reports(tmp_path, capsys):
 
 
 def test_track_configures_the_runtime_before_jax_is_imported():
-    import subprocess
-    import sys
     code = ("from ctjax import commands as cli, runtime\n"
             "orig = runtime.configure\n"
             "def spy(**kw):\n"
@@ -75,3 +76,19 @@ def test_track_configures_the_runtime_before_jax_is_imported():
             "cli.main(['track', '--list'])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "jax_was_imported False" in out.stdout, out.stdout + out.stderr
+
+
+def test_python_m_ctjax_help_lists_every_command_without_importing_jax():
+    code = ("import runpy, sys\n"
+            "sys.argv = ['ctjax', '--help']\n"
+            "try:\n    runpy.run_module('ctjax', run_name='__main__')\n"
+            "except SystemExit as e:\n    print('exit', e.code)\n"
+            "print('jax imported', 'jax' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    for command in ("track", "eval", "distill", "export"):
+        assert command in out.stdout
+    assert "exit 0" in out.stdout and "jax imported False" in out.stdout, out.stdout + out.stderr
+    for command in ("track", "eval", "distill", "export"):
+        sub = subprocess.run([sys.executable, "-m", "ctjax", command, "--help"],
+                             capture_output=True, text=True)
+        assert sub.returncode == 0 and "usage: ctjax " + command in sub.stdout, sub.stderr

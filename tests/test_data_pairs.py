@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import need_data
+from ctjax import paths
 from ctjax.data import pairs, tfds_builders
 
 HW = (90, 120)
@@ -75,6 +77,7 @@ def test_eval_split_names_are_refused(otb_root, tmp_path):
     with pytest.raises(tfds_builders.TrainingDataError, match="eval split"):
         pairs.training_source(["seqB", "evalSeq"], data_dir=tmp_path, manual_dir=root)
     # The shared data's eval list is refused even for a folder without splits.json.
+    need_data(paths.splits_file)
     with pytest.raises(tfds_builders.TrainingDataError, match="Bird2"):
         pairs.training_source(["Bird2"], data_dir=tmp_path, manual_dir=tmp_path)
 

@@ -1,4 +1,4 @@
-"""Tests for ctjax.losses: grid alignment, fidelity and the DCF tracking loss."""
+"""Tests for ctjax.distill.losses: grid alignment, fidelity and the DCF tracking loss."""
 
 import jax
 import jax.numpy as jnp
@@ -168,8 +168,3 @@ def test_tracking_losses_per_stage_with_stride_scaled_shift():
     assert np.all(np.isfinite(np.asarray(out["a"])))
     # Identical crops but the label says the target moved: the loss cannot be ~0.
     assert np.all(np.asarray(out["b"]) > 0.5)
-
-
-def test_label_sigma():
-    # 160 px crop, context 4.5: target 35.6 px = 17.8 cells of stride 2; σ = 0.1 × that.
-    assert losses.label_sigma(160, 4.5, 2) == pytest.approx(160 / 4.5 / 2 * 0.1)

@@ -7,16 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import need_data
 from ctjax import boxes, paths
 from ctjax.data import sequences
 
 
 def _real(name):
     """A sequence from the shared data folder; skipped where the data is not installed."""
-    try:
-        return sequences.load_sequence(paths.sequence_dir(name))
-    except paths.DataNotFoundError as e:
-        pytest.skip(str(e))
+    return sequences.load_sequence(need_data(paths.sequence_dir, name))
 
 
 def _make_sequence(root, n=3, box_text=None, *, mode="RGB", suffix=".jpg", hw=(24, 32)):
@@ -162,10 +160,7 @@ def test_demo_clip_loads_without_data_folder(monkeypatch, tmp_path):
 
 
 def test_demo_clip_is_a_train_split_sequence():
-    split_file = paths.data_root() / "sequences" / "splits.json"
-    if not split_file.exists():
-        pytest.skip("shared data not installed")
-    splits = json.loads(split_file.read_text())
+    splits = json.loads(need_data(paths.splits_file).read_text())
     assert "Woman" in splits["train"] and "Woman" not in splits["eval"]
     full = _real("Woman")
     demo = sequences.demo_sequence()
@@ -187,11 +182,7 @@ def test_list_sequences_and_load_split(tmp_path):
 
 
 def test_real_splits_are_disjoint_and_loadable():
-    try:
-        root = paths.sequences_dir()
-    except paths.DataNotFoundError as e:
-        pytest.skip(str(e))
-    splits = json.loads((root / "splits.json").read_text())
+    splits = json.loads(need_data(paths.splits_file).read_text())
     assert not set(splits["train"]) & set(splits["eval"])
     seqs = sequences.load_split("eval")
     assert [s.name for s in seqs] == splits["eval"]

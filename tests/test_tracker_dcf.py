@@ -1,4 +1,5 @@
-"""Tests of the correlation-filter tracker: geometry, compilation, determinism, bad input."""
+"""Tests of the DCF tracker (`ctjax.trackers.dcf`), its presets and the host driver:
+tracking, compilation, determinism, bad input, and that it is built from the tested ops."""
 
 import chex
 import jax
@@ -6,13 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ctjax import boxes
 from ctjax.boxes import BoxError
-from ctjax.features import cnn as features
+from ctjax.features.gradhist import GradientHistogramExtractor
+from ctjax.ops import crop, dcf, fourier
+from ctjax.ops.crop import to_canvas
+from ctjax.trackers import dcf as dcf_tracker
 from ctjax.trackers import presets
-from ctjax.ops.crop import sample_window, to_canvas
+from ctjax.trackers.dcf import TrackerConfig, make_tracker
 from ctjax.trackers.run import compile_tracker, track_frames
-from ctjax.trackers.dcf import (TrackerConfig, _sample_periodic, box_to_center_size,
-                                center_size_to_box, make_tracker)
 
 SMALL = TrackerConfig(patch_size=96, canvas_hw=(160, 224))
 
@@ -47,38 +50,30 @@ def _centre_errors(pred, gt):
 
 @pytest.fixture(scope="module")
 def gradhist_tracker():
-    extractor = features.GradientHistogramExtractor()
+    extractor = GradientHistogramExtractor()
     tracker = make_tracker(SMALL, extractor)
     return tracker, compile_tracker(tracker, SMALL, {})
 
 
-def test_box_conversion_round_trip():
-    box = jnp.array([10.0, 20.0, 31.0, 40.0])
-    center, size = box_to_center_size(box)
-    np.testing.assert_allclose(center, [20 - 1 + 39 / 2, 10 - 1 + 30 / 2])
-    np.testing.assert_allclose(center_size_to_box(center, size), box, rtol=1e-6)
-
-
-def test_sample_window_identity_and_border():
-    rng = np.random.default_rng(1)
-    image = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
-    frame = to_canvas(image, (64, 64))
-    # A 16-px window at the same resolution reproduces the pixels exactly.
-    patch = sample_window(frame, jnp.array([19.5, 24.5]), 16.0, out=16, antialias=1)
-    np.testing.assert_allclose(patch, image[12:28, 17:33], atol=1e-4)
-    # Outside the frame the border is replicated, never the canvas padding.
-    patch = sample_window(frame, jnp.array([0.0, 49.0]), 8.0, out=8, antialias=1)
-    np.testing.assert_allclose(patch[0, -1], image[0, -1], atol=1e-4)
-
-
-def test_sample_periodic_hits_samples_and_interpolates_cosines():
-    h = w = 12
-    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    r = np.cos(2 * np.pi * 2 * yy / h) + np.sin(2 * np.pi * 1 * xx / w)
-    u = jnp.array([0.0, 3.0, 2.5, -1.25])
-    out = _sample_periodic(jnp.asarray(r[None], jnp.float32), u, u)[0]
-    expect = np.cos(2 * np.pi * 2 * u[:, None] / h) + np.sin(2 * np.pi * u[None, :] / w)
-    np.testing.assert_allclose(out, expect, atol=1e-4)
+def test_the_tracker_is_built_from_the_tested_ops_functions(monkeypatch):
+    """init and step call the `ctjax.ops` / `ctjax.boxes` functions the tests cover (no
+    private copies): each is replaced by a counting wrapper, then both are traced."""
+    targets = [(crop, "sample_window"), (fourier, "sample_periodic"), (fourier, "phase_shift"),
+               (fourier, "label_sigma"), (fourier, "gaussian_label"), (fourier, "hann_window"),
+               (dcf, "filter_terms"), (dcf, "primal_response"), (dcf, "grid_peak_offset"),
+               (dcf, "linear_update"), (boxes, "xywh_to_center_size"),
+               (boxes, "center_size_to_xywh")]
+    called = set()
+    for module, name in targets:
+        def wrapper(*args, _fn=getattr(module, name), _key=f"{module.__name__}.{name}", **kw):
+            called.add(_key)
+            return _fn(*args, **kw)
+        monkeypatch.setattr(module, name, wrapper)
+    tracker = make_tracker(SMALL, GradientHistogramExtractor())
+    frame = to_canvas(np.zeros((100, 120, 3), np.uint8), SMALL.canvas_hw)
+    state = jax.eval_shape(tracker.init_fn, {}, frame, jnp.array([20.0, 30, 24, 32]))
+    jax.eval_shape(tracker.step_fn, {}, state, frame)
+    assert called == {f"{m.__name__}.{n}" for m, n in targets}
 
 
 def test_tracks_moving_texture_within_a_cell(gradhist_tracker):
@@ -86,13 +81,13 @@ def test_tracks_moving_texture_within_a_cell(gradhist_tracker):
     frames, gt = moving_texture_sequence()
     result = track_frames(compiled, {}, frames, gt[0])
     errors = _centre_errors(result.boxes, gt)
-    cell = features.GradientHistogramExtractor().cell
+    cell = GradientHistogramExtractor().cell
     assert errors.max() <= cell, errors
     np.testing.assert_allclose(result.boxes[0], gt[0])
 
 
 def test_step_traces_once_over_many_frames_and_sizes():
-    extractor = features.GradientHistogramExtractor()
+    extractor = GradientHistogramExtractor()
     tracker = make_tracker(SMALL, extractor)
     step = jax.jit(chex.assert_max_traces(tracker.step_fn, n=1))
     init = jax.jit(tracker.init_fn)
@@ -127,13 +122,6 @@ def test_bad_initial_box_is_a_clear_error(gradhist_tracker, box, message):
         track_frames(compiled, {}, frames, box)
 
 
-def test_frame_larger_than_canvas_is_rejected():
-    with pytest.raises(ValueError, match="larger than the tracker canvas"):
-        to_canvas(np.zeros((300, 300, 3), np.uint8), (160, 224))
-    with pytest.raises(ValueError, match="uint8"):
-        to_canvas(np.zeros((30, 30, 3), np.float32), (160, 224))
-
-
 def test_empty_sequence_is_a_clear_error(gradhist_tracker):
     _, compiled = gradhist_tracker
     with pytest.raises(ValueError, match="no frames"):
@@ -143,6 +131,22 @@ def test_empty_sequence_is_a_clear_error(gradhist_tracker):
 def test_missing_weights_are_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="weights not found"):
         presets.load_student(tmp_path / "nope.mat")
+    with pytest.raises(FileNotFoundError, match="weights not found"):
+        presets.build("cfvggm", weights=tmp_path / "nope")
+
+
+def test_presets_registry():
+    assert list(presets.PRESETS)[:5] == ["cfvggm", "effnet", "vggm", "cfvggm-random", "gradhist"]
+    assert set(presets.available()) >= set(presets.PRESETS)  # plug-ins (*_presets) included
+    with pytest.raises(ValueError, match="unknown tracker"):
+        presets.build("nope")
+    with pytest.raises(ValueError, match="already registered"):
+        presets.register("gradhist", "again", lambda **kw: None)
+    with pytest.raises(ValueError, match="no --weights"):
+        presets.build("gradhist", weights="released")
+    built = presets.build("gradhist", config=SMALL)
+    assert built.name == "gradhist" and built.weights == "none" and built.config is SMALL
+    assert isinstance(built.tracker, dcf_tracker.Tracker)
 
 
 def test_config_rejects_even_scale_count():

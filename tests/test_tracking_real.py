@@ -6,6 +6,7 @@ broken tracker or broken weights, not small numerical differences between machin
 
 import pytest
 
+from conftest import need_data
 from ctjax import evaluation, paths
 from ctjax.data import sequences
 from ctjax.trackers import presets
@@ -20,7 +21,9 @@ CASES = [("released", "David", 0.5), ("released", "Jogging2", 0.6),
 
 @pytest.mark.parametrize("weights, name, min_auc", CASES)
 def test_whole_sequence_accuracy(weights, name, min_auc):
-    seq = sequences.load_sequence(paths.sequence_dir(name))
+    seq = sequences.load_sequence(need_data(paths.sequence_dir, name))
+    if weights == "released":
+        need_data(paths.released_student)
     built = presets.build("cfvggm", weights=weights)
     compiled = compile_tracker(built.tracker, built.config, built.params)
     result = track_frames(compiled, built.params, seq.frames(), seq.init_box)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from conftest import need_data
 from ctjax import paths
 from ctjax.models import (MODEL_CONFIGS, WeightFileError, build_module, load_efficientnet_lite0,
                           load_matconvnet_simplenn, normalize, param_count,
@@ -32,7 +33,11 @@ REFERENCE_ACTIVATIONS = {
 
 @pytest.fixture(scope="module")
 def student():
-    return load_matconvnet_simplenn(paths.released_student())
+    return load_matconvnet_simplenn(need_data(paths.released_student))
+
+
+def _effnet_file():
+    return need_data(paths.weights_file, "efficientnet_lite0_imagenet_torch_layout.npz")
 
 
 def synthetic_image():
@@ -82,7 +87,7 @@ def imagenet_probabilities(model, image):
 
 def test_efficientnet_lite0_reproduces_reference_predictions():
     skimage_data = pytest.importorskip("skimage.data")
-    model = load_efficientnet_lite0(include_head=True)
+    model = load_efficientnet_lite0(_effnet_file(), include_head=True)
     assert model.config.name == "efficientnet_lite0_classifier"
     assert set(model.variables) == {"params", "batch_stats"}
     cat = imagenet_probabilities(model, skimage_data.chelsea())
@@ -94,7 +99,7 @@ def test_efficientnet_lite0_reproduces_reference_predictions():
 
 
 def test_efficientnet_trunk_loads_without_head():
-    model = load_efficientnet_lite0()
+    model = load_efficientnet_lite0(_effnet_file())
     assert model.config.name == "efficientnet_lite0"
     assert "head" not in model.variables["params"]
     assert param_count(model.variables) == 2_958_848
@@ -168,11 +173,11 @@ def test_corrupt_and_truncated_files(tmp_path):
     with pytest.raises(WeightFileError, match="not a readable MATLAB .mat file"):
         load_matconvnet_simplenn(garbage)
     truncated = tmp_path / "truncated.mat"
-    truncated.write_bytes(paths.released_student().read_bytes()[:400_000])
+    truncated.write_bytes(need_data(paths.released_student).read_bytes()[:400_000])
     with pytest.raises(WeightFileError, match="truncated or corrupt"):
         load_matconvnet_simplenn(truncated)
     npz = tmp_path / "truncated.npz"
-    npz.write_bytes(paths.weights_file("efficientnet_lite0_imagenet_torch_layout.npz")
+    npz.write_bytes(_effnet_file()
                     .read_bytes()[:100_000])
     with pytest.raises(WeightFileError, match="not a readable .npz"):
         load_efficientnet_lite0(npz)
@@ -243,7 +248,7 @@ def test_wrong_layer_shapes_and_hyperparameters(tmp_path):
 
 
 def test_efficientnet_npz_with_missing_or_misshapen_array(tmp_path):
-    source = np.load(paths.weights_file("efficientnet_lite0_imagenet_torch_layout.npz"))
+    source = np.load(_effnet_file())
     state = {k: source[k] for k in source.files}
     missing = dict(state)
     del missing["_blocks.7._depthwise_conv.weight"]

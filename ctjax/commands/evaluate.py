@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+HELP = "evaluate trackers on a list of sequences (OTB protocol)"
+
 
 @dataclasses.dataclass(frozen=True)
 class TrackerSpec:
@@ -43,9 +45,10 @@ class TrackerSpec:
 
 
 def add_arguments(p) -> None:
+    """Arguments of `ctjax eval`."""
     p.add_argument("--trackers", nargs="+", default=["cfvggm"],
-                   help="LABEL=PRESET[:WEIGHTS] ...; presets: cfvggm effnet vggm cfvggm-random "
-                        "gradhist csrt")
+                   help="LABEL=PRESET[:WEIGHTS] ...; presets: see `ctjax track --list`, "
+                        "plus csrt (OpenCV)")
     p.add_argument("--split", default="eval", help="split of splits.json (default: eval)")
     p.add_argument("--sequences", nargs="+", help="sequence names or folders instead of --split")
     p.add_argument("--output", required=True, help="results folder (resumable)")
@@ -147,7 +150,8 @@ def _report(specs, seqs, root: Path) -> str:
 
 
 def run(args) -> int:
-    """Runs the `eval` command; returns the exit status."""
+    """Runs `ctjax eval` (the workers pin themselves, one core each); returns the exit
+    status."""
     specs = [TrackerSpec.parse(t) for t in args.trackers]
     paths = _sequence_paths(args)
     seqs = [_load(p, args.max_frames) for p in paths]

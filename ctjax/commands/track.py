@@ -1,11 +1,44 @@
-"""`ctjax track`: track one sequence folder, video file or the shipped demo clip."""
+"""`ctjax track`: track an OTB-format folder (img/ + groundtruth_rect.txt), a video file or
+the shipped demo clip from an initial box; writes one x,y,w,h line per frame (1-based, first
+line = initial box)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
+
+HELP = "track one sequence folder or video file"
+
+
+def _parse_box(text: str):
+    try:
+        values = [float(v) for v in text.replace(" ", ",").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--box must be x,y,w,h numbers, got {text!r}") from None
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"--box must have 4 values x,y,w,h, got {text!r}")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of `ctjax track`."""
+    p.add_argument("path", nargs="?", help="OTB-format sequence folder or video file")
+    p.add_argument("--demo", action="store_true",
+                   help="track the demo clip shipped with the package instead of PATH")
+    p.add_argument("--box", type=_parse_box,
+                   help="initial box x,y,w,h (1-based); default: first ground-truth box")
+    p.add_argument("--tracker", default="cfvggm", help="tracker preset (see `ctjax track --list`)")
+    p.add_argument("--weights", help="student weights: an exported ctjax student, a MatConvNet "
+                                     "simplenn .mat (e.g. CF_VGGM.mat), or 'released' for "
+                                     "$CTJAX_DATA/weights/CF_VGGM.mat; default: the shipped student")
+    p.add_argument("--output", help="result file (x,y,w,h per line); required unless --list")
+    p.add_argument("--video", help="also write an annotated .gif (or .mp4 with ctjax[video])")
+    p.add_argument("--list", action="store_true", help="list tracker presets and exit")
+    p.add_argument("--no-progress", action="store_true")
+    return p
 
 
 def _open_sequence(args):
@@ -25,19 +58,21 @@ def _open_sequence(args):
     raise SystemExit(f"ctjax track: {path} is neither a sequence folder nor a video file")
 
 
-def run(args, report) -> int:
-    """Runs the `track` command; returns the exit status."""
+def run(args) -> int:
+    """Runs `ctjax track` on one core (settings applied before jax loads); returns the exit
+    status."""
+    from ctjax import runtime
+    report = runtime.configure(single_thread=True)
     from ctjax.trackers import presets
 
     if args.list:
-        for name, text in presets.PRESETS.items():
+        for name, text in presets.available().items():
             print(f"{name:15s} {text}")
         return 0
     if not args.output:
         raise SystemExit("ctjax track: --output BOXES.txt is required")
 
     from ctjax import boxes as box_ops
-    from ctjax import runtime
     from ctjax import evaluation
     from ctjax.trackers.run import compile_tracker, track_frames
     from tqdm import tqdm

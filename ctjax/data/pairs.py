@@ -10,10 +10,10 @@ crop pixels from the crop centre, shift = jitter_step * U{-m..m} per axis with
 m = max_jitter // jitter_step ([RECON]: with jitter a label at (0, 0) cannot be met by
 features that only encode position in the crop, which zero-padded convs can).
 
-Crop geometry matches the tracker (`ctjax.ops.crop.sample_window`): 0-based pixel
-centres, output pixel i samples the image at c - window/2 + (i + 0.5) window/out, bilinear,
-border replicated, `antialias`² taps per pixel when shrinking. Box conventions: `ctjax.boxes`
-(1-based OTB x,y,w,h in, 0-based (y, x) centres inside).
+Crops are made by the trackers' own `ctjax.ops.crop.sample_window` (0-based pixel centres,
+output pixel i samples the image at c - window/2 + (i + 0.5) window/out, bilinear, border
+replicated, `antialias`² taps per pixel when shrinking), rounded to uint8. Box conventions:
+`ctjax.boxes` (1-based OTB x,y,w,h in, 0-based (y, x) centres inside).
 
 Batches are pure functions of `(seed, index)`, so a resumed run sees the same data.
 """
@@ -21,11 +21,14 @@ Batches are pure functions of `(seed, index)`, so a resumed run sees the same da
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Protocol, Sequence
 
+import jax
 import numpy as np
 
 from ctjax import boxes as boxlib
+from ctjax.ops import crop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,28 +81,23 @@ class SequenceFrames:
         return self._seqs[seq].frame(i)
 
 
-def _linear_taps(coords: np.ndarray, n: int):
-    coords = np.clip(coords, 0.0, n - 1.0)
-    i0 = np.floor(coords).astype(np.int64)
-    return i0, np.minimum(i0 + 1, n - 1), (coords - i0).astype(np.float32)
+@functools.lru_cache(maxsize=None)
+def _jitted_crop(out: int, antialias: int):
+    return jax.jit(functools.partial(crop.sample_window, out=out, antialias=antialias))
 
 
-def _resample_axis(img: np.ndarray, coords: np.ndarray, axis: int) -> np.ndarray:
-    """Average over taps (axis 0 of `coords`) of linear interpolation along `axis`."""
-    total = 0.0
-    for tap in coords:
-        i0, i1, w1 = _linear_taps(tap, img.shape[axis])
-        shape = [1] * img.ndim
-        shape[axis] = -1
-        a = np.take(img, i0, axis=axis).astype(np.float32)
-        b = np.take(img, i1, axis=axis).astype(np.float32)
-        total = total + a + (b - a) * w1.reshape(shape)
-    return total / len(coords)
+def _canvas_hw(hw, multiple: int = 64) -> tuple[int, int]:
+    """Frame size rounded up, so frames of similar sizes share one compiled crop."""
+    return tuple(-(-int(n) // multiple) * multiple for n in hw)
 
 
 def crop_window(image: np.ndarray, center_yx, window: float, *, out: int,
                 antialias: int = 2) -> np.ndarray:
-    """Resamples a square window of an image to an `out` x `out` crop (tracker geometry).
+    """Resamples a square window of an image to an `out` x `out` uint8 crop.
+
+    This is the trackers' own crop, `ctjax.ops.crop.sample_window` (same geometry, bilinear
+    taps, border replication and antialiasing), jitted once per crop setting and canvas
+    size, and rounded to uint8 so pools stay small.
 
     Args:
         image: (H, W, 3) uint8 RGB.
@@ -111,13 +109,10 @@ def crop_window(image: np.ndarray, center_yx, window: float, *, out: int,
     Returns:
         (out, out, 3) uint8 RGB crop.
     """
-    step = window / out
-    base = (np.arange(out) + 0.5) * step - window / 2
-    taps = (np.arange(antialias) + 0.5) / antialias - 0.5
-    offsets = base[None, :] + max(step - 1.0, 0.0) * taps[:, None]
-    rows = _resample_axis(image, center_yx[0] + offsets, axis=0)
-    crop = _resample_axis(rows, center_yx[1] + offsets, axis=1)
-    return np.clip(np.rint(crop), 0, 255).astype(np.uint8)
+    frame = crop.to_canvas(image, _canvas_hw(np.shape(image)[:2]))
+    patch = _jitted_crop(int(out), int(antialias))(
+        frame, np.asarray(center_yx, np.float32), np.float32(window))
+    return np.clip(np.rint(np.asarray(patch)), 0, 255).astype(np.uint8)
 
 
 def valid_frames(boxes: np.ndarray, min_side: float) -> np.ndarray:

@@ -1,1 +1,11 @@
-"""Offline distillation: losses, the training loop and checkpoints (Orbax)."""
+"""Offline distillation of a student CNN from a frozen teacher (fidelity + tracking loss).
+
+Modules: `config` (the run's frozen config, nesting the pair sampler's `PairConfig`, and the
+experiment-file loader), `losses` (fidelity and DCF tracking losses), `steps` (static set-up,
+train state, optimiser, jitted-step factories), `pools` (pair pools with cached teacher
+targets), `loop` (the train loop), `checkpoint` (Orbax checkpoints: the only Orbax user) and
+`export` (checkpoint -> student folder, written with `ctjax.models.student`).
+
+Distillation writes student folders; trackers read them through `ctjax.models`. Neither
+`ctjax.distill` nor `ctjax.trackers` imports the other.
+"""

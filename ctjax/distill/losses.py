@@ -19,9 +19,9 @@ a ridge-regression DCF is learned in closed form on the template's features with
 label peaked at (0, 0) (`ctjax.ops.dcf.dual_filter`, λ with the 1/(MND) factor), applied to
 the search crop's features (`dual_response`), and scored by Σ_cells (r - y)² against the label
 centred on where the target sits in the search crop. [RECON] choices, on by default:
-features are scaled to unit mean energy per example before the DCF (as the tracker does,
-`ctjax.features.cnn`), which makes λ relative and the loss invariant to feature scale;
-and the loss is divided by the label energy Σ y², so predicting zeros scores 1 on every
+features are scaled to unit mean energy per example before the DCF by the trackers' own
+`ctjax.features.cnn.normalize_energy`, which makes λ relative and the loss invariant to
+feature scale; and the loss is divided by the label energy Σ y², so predicting zeros scores 1 on every
 layer whatever its grid size.
 
 Geometry: cell i of a stage is centred on crop pixel `offset + i * stride` (0-based pixel
@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ctjax.features.cnn import normalize_energy
 from ctjax.models import registry
 from ctjax.ops import dcf, fourier
 
@@ -216,12 +217,6 @@ def shifted_gaussian_label(hw: tuple[int, int], sigma: float, shift: Array) -> A
     return jnp.exp(-(dy[:, :, None] ** 2 + dx[:, None, :] ** 2) / (2.0 * sigma ** 2))
 
 
-def unit_energy(x: Array) -> Array:
-    """Scales each example of (N, H, W, C) to mean square 1 (the tracker's normalisation)."""
-    energy = jnp.mean(jnp.square(x), axis=(1, 2, 3), keepdims=True)
-    return x * jax.lax.rsqrt(energy + 1e-12)
-
-
 def dcf_tracking_loss(template: Array, search: Array, search_label: Array, *, sigma: float,
                       lam: float = 1e-4, window: bool = False, unit: bool = True,
                       normalize_label: bool = True) -> Array:
@@ -236,7 +231,8 @@ def dcf_tracking_loss(template: Array, search: Array, search_label: Array, *, si
         lam: ridge regulariser λ, with DCFNet's 1/(MND) kernel normalisation.
         window: multiply both maps by a Hann window before the DFT (CFNet / trackers);
             DCFNet trains without one.
-        unit: scale each map to unit mean energy first ([RECON], as the tracker does).
+        unit: scale each map to unit mean energy first with the trackers' own
+            `ctjax.features.cnn.normalize_energy` ([RECON]).
         normalize_label: divide by Σ y² of `search_label` ([RECON]; 1 = predicting zeros).
 
     Returns:
@@ -245,7 +241,7 @@ def dcf_tracking_loss(template: Array, search: Array, search_label: Array, *, si
     """
     hw = template.shape[1:3]
     if unit:
-        template, search = unit_energy(template), unit_energy(search)
+        template, search = normalize_energy(template), normalize_energy(search)
     if window:
         hann = fourier.hann_window(hw)[None, :, :, None]
         template, search = template * hann, search * hann
@@ -257,12 +253,6 @@ def dcf_tracking_loss(template: Array, search: Array, search_label: Array, *, si
     if normalize_label:
         loss = loss / jnp.sum(jnp.square(search_label), axis=(-2, -1))
     return loss
-
-
-def label_sigma(crop_size: int, context: float, stride: int, *, factor: float = 0.1) -> float:
-    """σ in cells: `factor` × target size in cells, the target being crop/context px wide
-    (DCFNet output_sigma_factor 0.1, PAPER.md §5.2)."""
-    return factor * crop_size / context / stride
 
 
 def tracking_losses(template_features: Mapping[str, Array], search_features: Mapping[str, Array],
@@ -277,7 +267,8 @@ def tracking_losses(template_features: Mapping[str, Array], search_features: Map
             pixels (dy, dx); the target moved by this much from template to search.
         stages: layers to score.
         strides: stage -> crop pixels per cell.
-        sigmas: stage -> label σ in cells (`label_sigma`).
+        sigmas: stage -> label σ in cells (`ctjax.ops.fourier.label_sigma`, the trackers'
+            formula).
         lam, window, unit, normalize_label: see `dcf_tracking_loss`.
 
     Returns:

@@ -76,6 +76,29 @@ def resized_mean(mean: np.ndarray, hw: tuple[int, int]) -> Array:
     return jax.image.resize(mean, (*hw, 3), method="linear", antialias=True)
 
 
+def standardize(images, *, mean, std, input_scale) -> Array:
+    """`(images * input_scale - mean) / std` in float32: the one normalisation arithmetic.
+
+    `normalize` (distillation, model tests) and the trackers' `CNNExtractor` (whose mean,
+    std and scale are params-pytree leaves, the mean pre-resized to the patch size by
+    `ctjax.features.cnn.cnn_params`) both call this.
+
+    Args:
+        images: (N, H, W, 3) uint8 or float, RGB on the 0..255 scale.
+        mean: (H, W, 3) mean image at the images' size, or (3,) mean colour.
+        std: (3,) per-channel std, or None (no division).
+        input_scale: scalar applied to the 0..255 values first.
+
+    Returns:
+        (N, H, W, 3) float32.
+    """
+    x = jnp.asarray(images).astype(jnp.float32) * input_scale
+    x = x - mean
+    if std is not None:
+        x = x / jnp.asarray(std)
+    return x
+
+
 def normalize(images, prep: Preprocessing) -> Array:
     """Normalises a batch of RGB images for the model `prep` belongs to.
 
@@ -88,8 +111,5 @@ def normalize(images, prep: Preprocessing) -> Array:
     """
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"normalize expects (N, H, W, 3) RGB images, got shape {images.shape}")
-    x = jnp.asarray(images).astype(jnp.float32) * prep.input_scale
-    x = x - resized_mean(prep.mean, images.shape[1:3])
-    if prep.std is not None:
-        x = x / jnp.asarray(prep.std)
-    return x
+    return standardize(images, mean=resized_mean(prep.mean, images.shape[1:3]), std=prep.std,
+                       input_scale=prep.input_scale)

@@ -1,15 +1,16 @@
-"""Search-window sampling inside the jitted tracker step.
+"""Window sampling: the one crop used by the trackers (inside the jitted step) and by the
+distillation pair sampler (so the training loss sees exactly the tracker's crops).
 
-Frames reach the step as a fixed-size uint8 *canvas* (the frame in the top-left corner, the
-rest unused) plus the frame's true size, so one compiled step serves every frame size up to
-the canvas: shapes depend on the configuration only, never on the sequence.
+Frames reach a tracker step as a fixed-size uint8 *canvas* (the frame in the top-left corner,
+the rest unused) plus the frame's true size, so one compiled step serves every frame size up
+to the canvas: shapes depend on the configuration only, never on the sequence.
 
-Coordinates: 0-based pixel centres, (y, x) order; a box centre `c` and a square window of
-side `window` px are resampled to an `out` x `out` patch whose pixel i covers the image
-point c - window/2 + (i + 0.5) * window/out. Samples outside the frame replicate the border
-(as MATLAB trackers' `get_pixels` does). When the window is larger than the patch, each
-output pixel averages `antialias`² bilinear taps spread over its footprint, so large
-targets are not aliased.
+Coordinates: 0-based pixel centres, (y, x) order; a centre `c` and a window of `window`
+frame pixels (a square side, or (h, w)) are resampled to an `out` patch (a side, or
+(oh, ow)) whose pixel i along an axis covers the image point c - window/2 + (i + 0.5) *
+window/out. Samples outside the frame replicate the border (as MATLAB trackers'
+`get_pixels` does). When the window is larger than the patch, each output pixel averages
+`antialias`² bilinear taps spread over its footprint, so large targets are not aliased.
 """
 
 from __future__ import annotations
@@ -81,28 +82,41 @@ def _bilinear(pixels, hw, ys, xs):
     return top + (bottom - top) * wy
 
 
-def sample_window(frame: Frame, center, window, *, out: int, antialias: int = 1):
-    """Resamples a square window of the frame to an `out` x `out` float32 patch.
-
-    Args:
-      frame: the canvas and true frame size.
-      center: (2,) float32 window centre (y, x), 0-based pixel coordinates.
-      window: scalar float32, the window side in frame pixels.
-      out: static output side in pixels.
-      antialias: static number of taps per axis and output pixel (1 = plain bilinear).
-
-    Returns:
-      (out, out, 3) float32 RGB in 0..255.
-    """
+def _axis_offsets(window, out: int, antialias: int):
+    """Offsets from the centre of one axis' output pixels, and each tap's extra spread."""
     step = window / out
     base = (jnp.arange(out, dtype=jnp.float32) + 0.5) * step - window / 2
     taps = (jnp.arange(antialias, dtype=jnp.float32) + 0.5) / antialias - 0.5
     # Taps only spread when downsampling (step > 1 px); upsampling stays plain bilinear.
-    spread = jnp.maximum(step - 1.0, 0.0) * taps
+    return base, jnp.maximum(step - 1.0, 0.0) * taps
+
+
+def sample_window(frame: Frame, center, window, *, out, antialias: int = 1):
+    """Resamples a window of the frame to an `out`-sized float32 patch.
+
+    Args:
+      frame: the canvas and true frame size.
+      center: (2,) float32 window centre (y, x), 0-based pixel coordinates.
+      window: the window size in frame pixels: a scalar (a square side) or a (2,) array
+        (h, w).
+      out: static output size: an int (a square side) or a tuple (oh, ow).
+      antialias: static number of taps per axis and output pixel (1 = plain bilinear).
+
+    Returns:
+      (oh, ow, 3) float32 RGB in 0..255. A scalar `window` with an int `out` computes each
+      axis' sample positions once and shares them (the trackers' square search window).
+    """
+    if jnp.ndim(window) == 0 and isinstance(out, (int, np.integer)):
+        rows = cols = _axis_offsets(window, int(out), antialias)
+    else:
+        window = jnp.broadcast_to(jnp.asarray(window), (2,))
+        oh, ow = (int(out), int(out)) if isinstance(out, (int, np.integer)) else map(int, out)
+        rows = _axis_offsets(window[0], oh, antialias)
+        cols = _axis_offsets(window[1], ow, antialias)
     pixels = jnp.asarray(frame.pixels)
     total = 0.0
     for ty in range(antialias):
         for tx in range(antialias):
-            total = total + _bilinear(pixels, frame.hw, center[0] + base + spread[ty],
-                                      center[1] + base + spread[tx])
+            total = total + _bilinear(pixels, frame.hw, center[0] + rows[0] + rows[1][ty],
+                                      center[1] + cols[0] + cols[1][tx])
     return total / (antialias * antialias)

@@ -16,18 +16,31 @@ Conventions: boxes are OTB x,y,w,h with 1-based top-left; internally centres are
 coordinates (y, x) with cy = y - 1 + (h - 1)/2, and sizes are (h, w) in frame pixels; features
 are NHWC float32; Fourier-domain arrays end in `f`. All shapes are static given the config and
 the extractor, so `step_fn` compiles once per configuration and canvas size.
+
+Layout: `make_tracker` only binds the module-level functions `init` and `step`, which compose
+`extract` (crop + features), `layer_constants`, `learn`, `locate`, `move` and `update`; every
+numerical piece is a tested `ctjax.ops` / `ctjax.boxes` function (`crop.sample_window`,
+`fourier.sample_periodic`, `fourier.phase_shift`, `fourier.label_sigma`,
+`dcf.grid_peak_offset`, `boxes.xywh_to_center_size`, ...), so another tracker or an online
+adaptation loop can reuse any of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from ctjax.ops import dcf, fourier
-from ctjax.ops.crop import Frame, sample_window
+from ctjax import boxes
+from ctjax.ops import crop, dcf, fourier
+from ctjax.ops.crop import Frame
+from ctjax.trackers import Tracker
+
+__all__ = ["LayerConstants", "SearchGrid", "Tracker", "TrackerConfig", "TrackerState", "extract",
+           "init", "layer_constants", "learn", "locate", "make_tracker", "move", "search_grid",
+           "step", "update"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,140 +100,190 @@ class TrackerState(NamedTuple):
     terms: tuple
 
 
-class Tracker(NamedTuple):
-    """`init_fn(params, frame, box) -> state`; `step_fn(params, state, frame) -> (state, box, score)`."""
-    init_fn: Any
-    step_fn: Any
+class SearchGrid(NamedTuple):
+    """Constants of the search, built once per config by `search_grid` (outside jit).
+
+    Attributes:
+      scale_factors: (S,) float32 window scale of each searched scale.
+      penalties: (S,) float32 factor on each scale's fused response.
+      grid: (G,) float32 displacements (patch pixels) at which responses are fused.
+    """
+    scale_factors: jnp.ndarray
+    penalties: jnp.ndarray
+    grid: jnp.ndarray
 
 
-def box_to_center_size(box):
-    """OTB x,y,w,h (1-based) -> (centre (y, x) 0-based, size (h, w))."""
-    box = jnp.asarray(box, jnp.float32)
-    size = jnp.stack([box[3], box[2]])
-    center = jnp.stack([box[1] - 1 + (box[3] - 1) / 2, box[0] - 1 + (box[2] - 1) / 2])
+class LayerConstants(NamedTuple):
+    """Per-layer constants that depend only on the layer's static map size.
+
+    Attributes:
+      hann: (1, h, w, 1) search window (MATLAB `hanning`).
+      yf: (h, w // 2 + 1) spectrum of the Gaussian label (peak at (0, 0)).
+      hw: static (h, w).
+      train_window: (1, h, w, 1) `hann ** train_window_power`.
+    """
+    hann: jnp.ndarray
+    yf: jnp.ndarray
+    hw: tuple
+    train_window: jnp.ndarray
+
+
+def search_grid(config: TrackerConfig) -> SearchGrid:
+    """The scale factors, scale penalties and fusion grid of a config."""
+    half = config.num_scales // 2
+    scale_factors = config.scale_step ** jnp.arange(-half, half + 1, dtype=jnp.float32)
+    penalties = config.scale_penalty ** jnp.abs(jnp.arange(-half, half + 1, dtype=jnp.float32))
+    n_grid = int(config.patch_size / config.grid_step) // 2 * 2 + 1
+    grid = (jnp.arange(n_grid, dtype=jnp.float32) - n_grid // 2) * config.grid_step
+    return SearchGrid(scale_factors=scale_factors, penalties=penalties, grid=grid)
+
+
+def layer_constants(config: TrackerConfig, strides, feats) -> tuple[LayerConstants, ...]:
+    """Windows and label spectra of each layer, from the maps' static shapes.
+
+    Args:
+      config: static settings (label sigma via `ctjax.ops.fourier.label_sigma`).
+      strides: patch pixels per cell of each layer.
+      feats: the layers' (N, h, w, c) maps (only their shapes are used).
+    """
+    out = []
+    for f, stride in zip(feats, strides):
+        hw = f.shape[1:3]
+        sigma = fourier.label_sigma(config.patch_size, config.search_area_scale, stride,
+                                    factor=config.output_sigma_factor)
+        label = fourier.gaussian_label(hw, sigma)
+        yf = fourier.rfft2_map(label)
+        hann = fourier.hann_window(hw)[None, :, :, None]
+        out.append(LayerConstants(hann, yf, hw, hann ** config.train_window_power))
+    return tuple(out)
+
+
+def extract(config: TrackerConfig, extractor, params, frame: Frame, center, windows):
+    """Features of square windows around `center`, one batch entry per window side.
+
+    Args:
+      config: static settings (patch size, antialiasing).
+      extractor: a `ctjax.features` extractor, called as `extractor(params, patches)`.
+      params: the extractor's params pytree.
+      frame: the canvas frame.
+      center: (2,) float32 window centre (y, x).
+      windows: (S,) float32 window sides in frame pixels.
+
+    Returns:
+      Tuple of (S, h, w, c) float32 maps, one per layer.
+    """
+    patches = jax.vmap(lambda w: crop.sample_window(frame, center, w, out=config.patch_size,
+                                                    antialias=config.antialias))(windows)
+    return extractor(params, patches)
+
+
+def learn(f, const: LayerConstants) -> dcf.FilterTerms:
+    """Filter terms of one layer learned on a centred (1, h, w, c) sample."""
+    xf = fourier.rfft2(f * const.train_window)[0]
+    return dcf.filter_terms(xf, const.yf, hw=const.hw)
+
+
+def locate(config: TrackerConfig, grid: SearchGrid, extractor, feats, terms, consts):
+    """Fuses the layers' responses over scales and finds the best scale and displacement.
+
+    Each layer's response is evaluated on the common displacement grid with
+    `fourier.sample_periodic` (band-limited, so layers of different strides add exactly),
+    weighted, summed, penalised per scale; the argmax is refined with
+    `dcf.grid_peak_offset`.
+
+    Returns:
+      `(s, shift, score)`: the best scale index, (2,) float32 displacement (dy, dx) in patch
+      pixels, and the fused response at the integer peak.
+    """
+    fused = 0.0
+    for f, t, c, stride, layer in zip(feats, terms, consts, extractor.cell_strides,
+                                      extractor.layers):
+        zf = fourier.rfft2(f * c.hann)
+        r = dcf.primal_response(t, zf, lam=config.lam, hw=c.hw)
+        fused = fused + layer.weight * fourier.sample_periodic(r, grid.grid / stride,
+                                                               grid.grid / stride)
+    fused = fused * grid.penalties[:, None, None]
+    flat = jnp.argmax(fused)
+    s, i, j = jnp.unravel_index(flat, fused.shape)
+    dy, dx = dcf.grid_peak_offset(fused[s], i, j)
+    shift = jnp.stack([grid.grid[i] + dy * config.grid_step, grid.grid[j] + dx * config.grid_step])
+    return s, shift, fused[s, i, j]
+
+
+def move(config: TrackerConfig, grid: SearchGrid, state: TrackerState, frame: Frame, s, shift,
+         window):
+    """The new centre and size from the best scale `s` and displacement `shift` (patch px),
+    kept inside the frame and above `min_size`."""
+    scale = grid.scale_factors[s]
+    frame_hw = frame.hw.astype(jnp.float32)
+    center = state.center + shift * (window * scale / config.patch_size)
+    center = jnp.clip(center, 0.0, frame_hw - 1)
+    size = state.size * (1 - config.scale_lr + config.scale_lr * scale)
+    size = jnp.clip(size, config.min_size, frame_hw)
     return center, size
 
 
-def center_size_to_box(center, size):
-    """Inverse of `box_to_center_size`."""
-    return jnp.stack([center[1] + 1 - (size[1] - 1) / 2, center[0] + 1 - (size[0] - 1) / 2,
-                      size[1], size[0]])
+def update(config: TrackerConfig, extractor, feats, s, shift, terms, consts) -> tuple:
+    """Interpolates each layer's filter towards the one learned on this frame.
 
-
-def _sample_periodic(r, u, v):
-    """Evaluates periodic maps r (S, H, W) at fractional cells (u[g], v[h]) -> (S, G, G').
-
-    Band-limited (trigonometric) interpolation: the map is read as the Fourier series of its
-    samples, so layers of different strides are compared at the same physical displacement.
+    The training sample is the best scale's search features shifted in the Fourier domain
+    onto the new position (`fourier.phase_shift`, ECO's `shift_sample`), then windowed by
+    `train_window`, so each frame costs one batched feature extraction.
     """
-    h, w = r.shape[-2:]
-    rf = jnp.fft.fft2(r)
-    ky = jnp.fft.fftfreq(h) * h
-    kx = jnp.fft.fftfreq(w) * w
-    ey = jnp.exp(2j * jnp.pi * u[:, None] * ky[None, :] / h)
-    ex = jnp.exp(2j * jnp.pi * v[:, None] * kx[None, :] / w)
-    return jnp.real(jnp.einsum("gk,skl,hl->sgh", ey, rf, ex)) / (h * w)
+    new_terms = []
+    for f, t, c, stride in zip(feats, terms, consts, extractor.cell_strides):
+        centred = fourier.irfft2(fourier.phase_shift(fourier.rfft2(f[s]), -shift / stride, c.hw),
+                                 c.hw)
+        xf = fourier.rfft2(centred * c.train_window[0])
+        new = dcf.filter_terms(xf, c.yf, hw=c.hw)
+        new_terms.append(dcf.linear_update(t, new, rate=config.learning_rate))
+    return tuple(new_terms)
 
 
-def _refine(grid, i, j):
-    """Parabola fit around the integer peak (i, j) of a 2-D grid; offsets in [-0.5, 0.5]."""
-    n, m = grid.shape
-
-    def offset(left, mid, right):
-        curvature = left - 2 * mid + right
-        step = jnp.where(curvature < 0, 0.5 * (left - right) / jnp.where(curvature < 0, curvature, -1.0), 0.0)
-        return jnp.clip(step, -0.5, 0.5)
-
-    dy = offset(grid[jnp.maximum(i - 1, 0), j], grid[i, j], grid[jnp.minimum(i + 1, n - 1), j])
-    dx = offset(grid[i, jnp.maximum(j - 1, 0)], grid[i, j], grid[i, jnp.minimum(j + 1, m - 1)])
-    return dy, dx
+def init(config: TrackerConfig, extractor, params, frame: Frame, box) -> TrackerState:
+    """`init_fn`: learns each layer's filter on the window around `box` (OTB x,y,w,h)."""
+    center, size = boxes.xywh_to_center_size(jnp.asarray(box, jnp.float32))
+    window = config.search_area_scale * jnp.sqrt(size[0] * size[1])
+    feats = extract(config, extractor, params, frame, center, window[None])
+    consts = layer_constants(config, extractor.cell_strides, feats)
+    terms = tuple(learn(f, c) for f, c in zip(feats, consts))
+    return TrackerState(center=center, size=size, terms=terms)
 
 
-def _shift_features(xf, shift_cells, hw):
-    """Circularly shifts spectra xf (H, Wf, C) by shift_cells (dy, dx) via a phase ramp."""
-    h, w = hw
-    ky = jnp.fft.fftfreq(h) * h
-    kx = jnp.fft.rfftfreq(w) * w
-    phase = ky[:, None] * shift_cells[0] / h + kx[None, :] * shift_cells[1] / w
-    return xf * jnp.exp(-2j * jnp.pi * phase)[..., None].astype(xf.dtype)
+def step(config: TrackerConfig, extractor, grid: SearchGrid, params, state: TrackerState,
+         frame: Frame):
+    """`step_fn`: locate the target over scales, move, update the filters.
+
+    Returns:
+      `(state, box, score)`, `box` (4,) float32 OTB x,y,w,h (1-based).
+    """
+    window = config.search_area_scale * jnp.sqrt(state.size[0] * state.size[1])
+    feats = extract(config, extractor, params, frame, state.center, window * grid.scale_factors)
+    consts = layer_constants(config, extractor.cell_strides, feats)
+    s, shift, score = locate(config, grid, extractor, feats, state.terms, consts)
+    center, size = move(config, grid, state, frame, s, shift, window)
+    terms = update(config, extractor, feats, s, shift, state.terms, consts)
+    new_state = TrackerState(center=center, size=size, terms=terms)
+    return new_state, boxes.center_size_to_xywh(center, size), score
 
 
 def make_tracker(config: TrackerConfig, extractor) -> Tracker:
-    """Builds the pure init/step functions for a config and a feature extractor.
+    """Binds `init` and `step` to a config and a feature extractor.
 
     Args:
       config: static settings.
-      extractor: a `ctjax.features.cnn` extractor (static, called as
-        `extractor(params, patches)` -> tuple of (N, h, w, c) maps).
+      extractor: a `ctjax.features` extractor (static, called as `extractor(params, patches)`
+        -> tuple of (N, h, w, c) maps; `layers` with weights, `cell_strides`).
 
     Returns:
       A `Tracker`; jit `init_fn` and `step_fn` once and reuse them for every sequence.
     """
-    p = config.patch_size
-    strides = extractor.cell_strides
-    weights = tuple(layer.weight for layer in extractor.layers)
-    half = config.num_scales // 2
-    scale_factors = config.scale_step ** jnp.arange(-half, half + 1, dtype=jnp.float32)
-    penalties = config.scale_penalty ** jnp.abs(jnp.arange(-half, half + 1, dtype=jnp.float32))
-    n_grid = int(p / config.grid_step) // 2 * 2 + 1
-    grid = (jnp.arange(n_grid, dtype=jnp.float32) - n_grid // 2) * config.grid_step
-
-    def windows_and_labels(feats):
-        out = []
-        for f, stride in zip(feats, strides):
-            hw = f.shape[1:3]
-            sigma = config.output_sigma_factor * (p / config.search_area_scale) / stride
-            label = fourier.gaussian_label(hw, sigma)
-            yf = fourier.rfft2_map(label)
-            hann = fourier.hann_window(hw)[None, :, :, None]
-            out.append((hann, yf, hw, hann ** config.train_window_power))
-        return out
-
-    def extract(params, frame, center, windows):
-        patches = jax.vmap(lambda w: sample_window(frame, center, w, out=p,
-                                                   antialias=config.antialias))(windows)
-        return extractor(params, patches)
+    grid = search_grid(config)
 
     def init_fn(params, frame: Frame, box) -> TrackerState:
-        center, size = box_to_center_size(box)
-        window = config.search_area_scale * jnp.sqrt(size[0] * size[1])
-        feats = extract(params, frame, center, window[None])
-        terms = []
-        for f, (_, yf, hw, train_window) in zip(feats, windows_and_labels(feats)):
-            xf = fourier.rfft2(f * train_window)[0]
-            terms.append(dcf.filter_terms(xf, yf, hw=hw))
-        return TrackerState(center=center, size=size, terms=tuple(terms))
+        return init(config, extractor, params, frame, box)
 
     def step_fn(params, state: TrackerState, frame: Frame):
-        window = config.search_area_scale * jnp.sqrt(state.size[0] * state.size[1])
-        feats = extract(params, frame, state.center, window * scale_factors)
-        consts = windows_and_labels(feats)
-        fused = 0.0
-        for f, terms, (hann, _, hw, _), stride, weight in zip(
-                feats, state.terms, consts, strides, weights):
-            zf = fourier.rfft2(f * hann)
-            r = dcf.primal_response(terms, zf, lam=config.lam, hw=hw)
-            fused = fused + weight * _sample_periodic(r, grid / stride, grid / stride)
-        fused = fused * penalties[:, None, None]
-        flat = jnp.argmax(fused)
-        s, i, j = jnp.unravel_index(flat, fused.shape)
-        dy, dx = _refine(fused[s], i, j)
-        shift_patch = jnp.stack([grid[i] + dy * config.grid_step, grid[j] + dx * config.grid_step])
-        scale = scale_factors[s]
-        frame_hw = frame.hw.astype(jnp.float32)
-        center = state.center + shift_patch * (window * scale / p)
-        center = jnp.clip(center, 0.0, frame_hw - 1)
-        size = state.size * (1 - config.scale_lr + config.scale_lr * scale)
-        size = jnp.clip(size, config.min_size, frame_hw)
-        new_terms = []
-        for f, terms, (_, yf, hw, train_window), stride in zip(
-                feats, state.terms, consts, strides):
-            # Re-centre the best scale's features on the new position, then window them.
-            centred = fourier.irfft2(_shift_features(fourier.rfft2(f[s]), -shift_patch / stride, hw), hw)
-            xf = fourier.rfft2(centred * train_window[0])
-            new = dcf.filter_terms(xf, yf, hw=hw)
-            new_terms.append(dcf.linear_update(terms, new, rate=config.learning_rate))
-        new_state = TrackerState(center=center, size=size, terms=tuple(new_terms))
-        return new_state, center_size_to_box(center, size), fused[s, i, j]
+        return step(config, extractor, grid, params, state, frame)
 
     return Tracker(init_fn=init_fn, step_fn=step_fn)

@@ -1,4 +1,8 @@
-"""Host-side driver: runs a jitted tracker over a sequence and times it honestly.
+"""Host-side driver: runs any jitted `Tracker` over a sequence and times it honestly.
+
+Works for every tracker family whose `init_fn(params, frame, box) -> state` and
+`step_fn(params, state, frame) -> (state, box, score)` take a `ctjax.ops.crop.Frame` canvas
+and whose config has a static `canvas_hw`.
 
 The step is compiled ahead of time (`jax.jit(...).lower(...).compile()`) before the first
 frame, so compile time is measured and reported separately and can never leak into the
@@ -12,14 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import jax
 import numpy as np
 
 from ctjax.boxes import validate_box
 from ctjax.ops.crop import to_canvas
-from ctjax.trackers.dcf import Tracker, TrackerConfig
+from ctjax.trackers import Tracker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +55,18 @@ class CompiledTracker:
     """Compiled init and step for one (config, extractor, canvas) combination."""
     init: Callable
     step: Callable
-    config: TrackerConfig
+    config: Any
     compile_seconds: float
 
 
-def compile_tracker(tracker: Tracker, config: TrackerConfig, params) -> CompiledTracker:
-    """AOT-compiles `tracker` for the params' structure and the config's canvas."""
+def compile_tracker(tracker: Tracker, config, params) -> CompiledTracker:
+    """AOT-compiles `tracker` for the params' structure and the config's canvas.
+
+    Args:
+      tracker: any `Tracker`.
+      config: its config; only `config.canvas_hw` (static frame canvas) is read here.
+      params: the params pytree the tracker will be called with.
+    """
     frame = to_canvas(np.zeros((8, 8, 3), np.uint8), config.canvas_hw)
     box = np.array([1, 1, 4, 4], np.float32)
     t0 = time.perf_counter()
