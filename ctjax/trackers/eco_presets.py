@@ -43,7 +43,7 @@ ECO_HC = eco.EcoConfig(search_area_scale=4.0, output_sigma_factor=1.0 / 16.0,
 def colour_tables() -> dict:
     """ECO's colour-name and intensity-channel tables from `$CTJAX_DATA/lookup`."""
     from ctjax.features import colornames
-    return {"cn": colornames.load_colour_names(), "ic": colornames.load_intensity_channel()}
+    return {"cn": colornames.load_colour_names_table(), "ic": colornames.load_intensity_table()}
 
 
 def _no_weights(name: str, weights) -> None:
