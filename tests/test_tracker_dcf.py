@@ -137,7 +137,15 @@ def test_missing_weights_are_a_clear_error(tmp_path):
 
 def test_presets_registry():
     assert list(presets.PRESETS)[:5] == ["cfvggm", "effnet", "vggm", "cfvggm-random", "gradhist"]
-    assert set(presets.available()) >= set(presets.PRESETS)  # plug-ins (*_presets) included
+    # Plug-ins: every ctjax/trackers/*_presets.py is imported and its presets listed.
+    import pkgutil
+    import sys
+
+    import ctjax.trackers
+    plugins = [f"ctjax.trackers.{m.name}" for m in pkgutil.iter_modules(ctjax.trackers.__path__)
+               if m.name.endswith("_presets")]
+    listed = presets.available()
+    assert all(p in sys.modules for p in plugins) and set(listed) == set(presets.PRESETS)
     with pytest.raises(ValueError, match="unknown tracker"):
         presets.build("nope")
     with pytest.raises(ValueError, match="already registered"):

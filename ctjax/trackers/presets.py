@@ -180,6 +180,3 @@ register("vggm", "VGG-M trunk with random weights (teacher cost, speed only)",
 register("cfvggm-random", "CF-VGGM architecture with random weights",
          _random_preset("cfvggm-random", "cf_vggm_r64"))
 register("gradhist", "hand-crafted gradient histograms (no CNN)", _gradhist)
-
-# Tracker families that register their own presets (imported last: they call `register`).
-from ctjax.trackers import eco_presets, strcf_presets  # noqa: E402,F401
