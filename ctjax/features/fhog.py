@@ -79,7 +79,9 @@ def gradient_mag_ori(image: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """
     gx, gy, mag = _max_channel_gradient(image)
     theta = jnp.arctan2(gy, gx)
-    ori = jnp.where(theta < 0, theta + np.float32(2 * np.pi), theta)
+    two_pi = np.float32(2 * np.pi)
+    ori = jnp.where(theta < 0, theta + two_pi, theta)
+    ori = jnp.where(ori >= two_pi, np.float32(0), ori)     # -tiny + 2 pi rounds to 2 pi
     ori = jnp.where(gx == 0, jnp.where(gy < 0, _ORI_VERTICAL_DOWN, _ORI_VERTICAL_UP), ori)
     return mag, ori.astype(jnp.float32)
 
