@@ -170,13 +170,8 @@ def test_label_and_reg_window_follow_tracker_m():
         np.testing.assert_array_equal(np.asarray(got), want.astype(np.float32))
 
 
-def test_grey_and_min_max_features():
+def test_min_max_and_window():
     rng = np.random.default_rng(0)
-    img = rng.uniform(0, 255, (2, 12, 16, 3)).astype(np.float32)
-    grey = img / 255 @ np.array([0.298936021293775, 0.587043074451121, 0.114020904255103]) - 0.5
-    want = grey.reshape(2, 3, 4, 4, 4).mean(axis=(2, 4))[..., None]
-    np.testing.assert_allclose(np.asarray(strcf.grey_cells(jnp.asarray(img), cell=4)), want,
-                               atol=1e-6)
     x = rng.standard_normal((2, 5, 6, 3)).astype(np.float32)
     lo, hi = x.min(axis=(1, 2), keepdims=True), x.max(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(np.asarray(strcf.min_max_channels(jnp.asarray(x))),
@@ -185,6 +180,24 @@ def test_grey_and_min_max_features():
                                np.outer(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(5) / 4),
                                         0.5 - 0.5 * np.cos(2 * np.pi * np.arange(4) / 3)),
                                atol=1e-7)
+
+
+def test_hand_crafted_block_and_colour_gating():
+    """Block 0 is grey, fHOG and colour names side by side, unnormalised; colour names are
+    zero on grey sequences (STRCF's `useForGray = false`)."""
+    from ctjax.features import colornames, fhog
+    rng = np.random.default_rng(3)
+    patches = jnp.asarray(rng.uniform(0, 255, (2, 32, 32, 3)), jnp.float32)
+    table = jnp.asarray(rng.uniform(0, 1, (32768, 10)), jnp.float32)
+    feats = strcf.StrcfFeatures(support=32, colour_names=True)
+    inner = patches
+    want = np.concatenate([colornames.grey(inner, cell=4), fhog.fhog(inner, cell=4),
+                           colornames.colour_names(inner, table, cell=4)], axis=-1)
+    (got,) = feats({"cn": table, "cnn": None}, patches, jnp.bool_(True))
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
+    (grey,) = feats({"cn": table, "cnn": None}, patches, jnp.bool_(False))
+    np.testing.assert_allclose(np.asarray(grey[..., :32]), want[..., :32], atol=1e-6)
+    assert not np.any(np.asarray(grey[..., 32:]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ or stride-16 stage, gives 13 x 13 cells of 16 px; the hand-crafted block is 52 x
 
 from __future__ import annotations
 
+from ctjax.features import colornames
 from ctjax.features.cnn import LayerSpec, cnn_extractor, cnn_params
 from ctjax.models import weights as model_weights
 from ctjax.models.student import load_student
@@ -39,8 +40,7 @@ STRCF_HC = strcf.StrcfConfig(search_area_scale=5.0, number_of_scales=5, scale_st
 
 def colour_table():
     """ECO's colour-name table from `$CTJAX_DATA/lookup` (STRCF's `CNnorm`)."""
-    from ctjax.features import colornames
-    return colornames.load_colour_names()
+    return colornames.load_colour_names_table()
 
 
 def deep_strcf(name: str, loaded, config: strcf.StrcfConfig, *,
