@@ -102,20 +102,25 @@ def center_size_to_xywh(center_yx, size_hw) -> np.ndarray:
     return xp.stack([x, y, w, h], axis=-1)
 
 
-def validate_box(box, image_hw, *, what: str = "initial box") -> np.ndarray:
+def validate_box(box, image_hw, *, what: str = "initial box", min_inside: float = 0.0) -> np.ndarray:
     """Checks one box against an image and returns it as float64.
 
     Args:
       box: 4 numbers x,y,w,h, 1-based top-left.
       image_hw: `(height, width)` of the image the box lives in.
       what: how the error message names the box (e.g. "initial box of Crossing").
+      min_inside: the fraction of the box's area that must lie inside the image. 0 (the
+        default, for ground truth, which may stick out past a border) refuses only boxes
+        entirely outside; a box typed by a user (`ctjax track --box`) is held to 0.5, so
+        `1,1,100000,100000` on a 352x288 frame is an error, not a tracker started on a
+        window a thousand times the image.
 
     Returns:
       (4,) float64 box, unchanged.
 
     Raises:
-      BoxError: the box is not 4 numbers, holds NaN/inf, has width or height <= 0, or lies
-        entirely outside the image.
+      BoxError: the box is not 4 numbers, holds NaN/inf, has width or height <= 0, lies
+        entirely outside the image, or has less than `min_inside` of its area inside it.
     """
     b = _as_boxes(box, what)
     if b.shape != (4,):
@@ -127,10 +132,18 @@ def validate_box(box, image_hw, *, what: str = "initial box") -> np.ndarray:
         raise BoxError(f"{what} {b.tolist()} has non-positive width or height (w={w:g}, h={h:g})")
     ih, iw = (float(v) for v in image_hw)
     # Image pixels cover [1, W + 1) x [1, H + 1) in the continuous OTB convention.
-    if min(x + w, iw + 1.0) - max(x, 1.0) <= 0 or min(y + h, ih + 1.0) - max(y, 1.0) <= 0:
+    inside_w = min(x + w, iw + 1.0) - max(x, 1.0)
+    inside_h = min(y + h, ih + 1.0) - max(y, 1.0)
+    if inside_w <= 0 or inside_h <= 0:
         raise BoxError(
             f"{what} {b.tolist()} lies entirely outside the {iw:g}x{ih:g} (WxH) image "
             "(boxes are x,y,w,h with 1-based top-left)")
+    fraction = inside_w * inside_h / (w * h)
+    if fraction < min_inside:
+        raise BoxError(
+            f"{what} {b.tolist()} lies mostly outside the {iw:g}x{ih:g} (WxH) image: "
+            f"{100 * fraction:.2g}% of its area is inside, at least {100 * min_inside:g}% "
+            "must be (boxes are x,y,w,h with 1-based top-left)")
     return b
 
 

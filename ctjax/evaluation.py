@@ -41,16 +41,14 @@ NumPy and matplotlib (Agg, no pyplot state) only.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from ctjax import boxes as boxlib
+from ctjax import paths
 
 SUCCESS_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 PRECISION_THRESHOLDS = np.arange(51, dtype=np.float64)
@@ -272,10 +270,12 @@ def aggregate(results: Iterable[SequenceResult], *, name: str = "tracker") -> Ov
 
 
 def write_boxes(path, boxes) -> Path:
-    """Writes one `x,y,w,h` line per frame, atomically (temp file, then rename).
+    """Writes one `x,y,w,h` line per frame, atomically (`ctjax.paths.atomic_write`).
 
     An interrupted or failed write leaves any existing file at `path` untouched and no
-    temporary file behind. Values are written in the shortest form that reads back exactly.
+    temporary file behind; concurrent writers use unique temporary names; the file gets
+    normal permissions (0666 & ~umask). Values are written in the shortest form that reads
+    back exactly.
 
     Args:
       path: the result file, e.g. `results/<tracker>/<sequence>.txt`; parents are created.
@@ -288,19 +288,7 @@ def write_boxes(path, boxes) -> Path:
     b = _as_track(boxes, f"boxes for {path}")
     text = "".join(
         ",".join(np.format_float_positional(v, trim="-") for v in row) + "\n" for row in b)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return paths.atomic_write(path, text)
 
 
 def read_boxes(path, *, num_frames: int | None = None) -> np.ndarray:

@@ -2,13 +2,20 @@
 
 Conventions:
 
-* An OTB-format sequence folder holds `img/0001.jpg ...` (`.jpg`, `.jpeg` or `.png`, sorted by
-  frame number) and `groundtruth_rect.txt`; frame i (0-based here) is line i + 1 of the box file.
+* An OTB-format sequence folder holds `img/0001.jpg ...` (`.jpg`, `.jpeg` or `.png`) and
+  `groundtruth_rect.txt`; frame i (0-based here) is line i + 1 of the box file. Frames are
+  ordered by the number in their names, naturally (`frame2` before `frame10`); the names must
+  share one pattern (prefix, suffix, extension) and their numbers must run without a gap or
+  a repeat, since a missing frame would pair every later frame with the wrong box: anything
+  else is a `SequenceError` naming the files (hidden files such as `._0001.jpg` are ignored).
 * Boxes are `x, y, w, h` with a **1-based** top-left pixel (OTB convention, see `ctjax.boxes`),
   float64 arrays of shape (N, 4). A row of NaN marks a frame without valid ground truth; such
   rows are kept (evaluation skips them) but a finite row must have positive width and height.
 * Frames are decoded lazily, on each `frame(i)` call, with Pillow, as (H, W, 3) uint8 **RGB**
-  (grayscale, palette and RGBA frames are converted; alpha is dropped).
+  (grayscale, palette and RGBA frames are converted; alpha is dropped; 16-bit frames keep
+  their high byte, `v >> 8`, as Pillow does for 16-bit RGB; 32-bit float images are refused).
+  Every frame must have the first frame's size: a frame of another size is a `SequenceError`
+  naming it, not a box silently in the wrong coordinates.
 * Image sizes are `(height, width)`.
 
 Data that is not shipped is found through `ctjax.paths` (`CTJAX_DATA`); the demo clip
@@ -20,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -80,13 +88,36 @@ def _unreadable(path: Path, e: Exception) -> SequenceError:
     return SequenceError(f"frame {path} is unreadable (missing, corrupt or not an image): {e}")
 
 
-def _decode(path: Path) -> np.ndarray:
-    """Decodes one image file to (H, W, 3) uint8 RGB, or raises `SequenceError`."""
+def _to_8bit_rgb(im: Image.Image, path: Path) -> np.ndarray:
+    """A Pillow image as (H, W, 3) uint8 RGB; 16-bit grey (`I;16*`, or `I` within 0..65535)
+    keeps its high byte (Pillow's `convert("RGB")` would clip it to white)."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        v = np.asarray(im).astype(np.int64)
+        if v.size and (v.min() < 0 or v.max() > 65535):
+            raise SequenceError(f"frame {path}: {im.mode} image with values outside 0..65535 "
+                                "(not a 16-bit frame); convert it to 8-bit")
+        return np.repeat((v >> 8).astype(np.uint8)[..., None], 3, axis=-1)
+    if im.mode == "F":
+        raise SequenceError(f"frame {path}: 32-bit float image; convert it to 8-bit")
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def _decode(path: Path, expect_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Decodes one image file to (H, W, 3) uint8 RGB, or raises `SequenceError` (also when
+    its size is not `expect_hw`)."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            frame = _to_8bit_rgb(im, path)
     except (OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, SequenceError):
+            raise
         raise _unreadable(path, e) from e
+    if expect_hw is not None and frame.shape[:2] != tuple(expect_hw):
+        raise SequenceError(
+            f"frame {path} is {frame.shape[1]}x{frame.shape[0]} (WxH) but the sequence's first "
+            f"frame is {expect_hw[1]}x{expect_hw[0]}; frame sizes must not change within a "
+            "sequence")
+    return frame
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -116,13 +147,14 @@ class Sequence:
         return len(self.frame_paths)
 
     def frame(self, i: int) -> np.ndarray:
-        """Frame `i` (0-based) as (H, W, 3) uint8 RGB; `SequenceError` if it is unreadable."""
-        return _decode(self.frame_paths[_index(i, len(self), self.name)])
+        """Frame `i` (0-based) as (H, W, 3) uint8 RGB; `SequenceError` if it is unreadable
+        or its size differs from the first frame's (`image_hw`)."""
+        return _decode(self.frame_paths[_index(i, len(self), self.name)], self.image_hw)
 
     def frames(self) -> Iterator[np.ndarray]:
         """Yields every frame in order, as `frame(i)` does."""
         for path in self.frame_paths:
-            yield _decode(path)
+            yield _decode(path, self.image_hw)
 
     @property
     def init_box(self) -> np.ndarray:
@@ -141,9 +173,55 @@ class Sequence:
         return height, width
 
 
-def _frame_key(path: Path):
-    """Numeric order for numbered frames (`2.jpg` before `10.jpg`), else by name."""
-    return (0, int(path.stem), path.name) if path.stem.isdigit() else (1, 0, path.name)
+_NUMBERED = re.compile(r"^(.*?)(\d+)(\D*)$")
+
+
+def _list_frames(img_dir: Path, name: str) -> list[Path]:
+    """The frame files of `img_dir` in frame order, checked to be one numbered series.
+
+    Frames are ordered by the last number in their names (`frame2.jpg` before `frame10.jpg`,
+    `0002.jpg` before `0010.jpg`). All names must share the pattern around that number
+    (prefix, suffix and extension) and the numbers must be consecutive and distinct.
+
+    Raises:
+      SequenceError: no frames; an unnumbered name or names of different patterns ("mixed
+        names"); a repeated number (`1.jpg` and `0001.jpg`); a gap (missing numbers are
+        named).
+    """
+    files = [p for p in img_dir.iterdir()
+             if p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".") and p.is_file()]
+    if not files:
+        raise SequenceError(
+            f"sequence {name}: {img_dir} holds no {'/'.join(FRAME_SUFFIXES)} frames")
+    numbered, patterns = [], {}
+    for p in files:
+        m = _NUMBERED.match(p.stem)
+        if m is None:
+            raise SequenceError(f"sequence {name}: frame {p} has no frame number in its name; "
+                                f"{img_dir} must hold one numbered series (e.g. 0001.jpg ...)")
+        pattern = (m.group(1), m.group(3), p.suffix.lower())
+        patterns.setdefault(pattern, p.name)
+        numbered.append((int(m.group(2)), p))
+    if len(patterns) > 1:
+        examples = ", ".join(sorted(patterns.values())[:4])
+        raise SequenceError(
+            f"sequence {name}: {img_dir} mixes {len(patterns)} frame name patterns (e.g. "
+            f"{examples}); keep one numbered series (prefix, number, extension)")
+    numbered.sort(key=lambda t: (t[0], t[1].name))
+    numbers = [n for n, _ in numbered]
+    repeats = sorted({n for n, m in zip(numbers, numbers[1:]) if n == m})
+    if repeats:
+        dup = [p.name for n, p in numbered if n == repeats[0]]
+        raise SequenceError(f"sequence {name}: frame number {repeats[0]} appears more than "
+                            f"once in {img_dir} ({', '.join(dup)})")
+    missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        raise SequenceError(
+            f"sequence {name}: frame numbers in {img_dir} run from {numbers[0]} to "
+            f"{numbers[-1]} with {len(missing)} missing ({shown}); every later frame would be "
+            "paired with the wrong ground-truth box")
+    return [p for _, p in numbered]
 
 
 def _read_box_file(path: Path, name: str) -> np.ndarray:
@@ -178,7 +256,8 @@ def load_sequence(path, *, name: str | None = None) -> Sequence:
       A `Sequence` whose frames are decoded lazily.
 
     Raises:
-      SequenceError: the folder, `img/` or the box file is missing, `img/` holds no frames, a
+      SequenceError: the folder, `img/` or the box file is missing, `img/` holds no frames,
+        frame names are mixed or their numbers have a gap or a repeat (see `_list_frames`), a
         box line is malformed or has non-positive size (the message names the line), or the
         box file's length differs from the frame count.
     """
@@ -188,16 +267,13 @@ def load_sequence(path, *, name: str | None = None) -> Sequence:
         raise SequenceError(f"sequence folder {path} does not exist (or is not a folder)")
     img_dir = path / "img"
     if not img_dir.is_dir():
-        raise SequenceError(f"sequence {name}: frame folder {img_dir} does not exist")
-    frame_paths = sorted(
-        (p for p in img_dir.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file()),
-        key=_frame_key)
-    if not frame_paths:
-        raise SequenceError(
-            f"sequence {name}: {img_dir} holds no {'/'.join(FRAME_SUFFIXES)} frames")
+        state = "is not a folder" if img_dir.exists() else "does not exist"
+        raise SequenceError(f"sequence {name}: frame folder {img_dir} {state}")
+    frame_paths = _list_frames(img_dir, name)
     box_path = path / BOX_FILE
     if not box_path.is_file():
-        raise SequenceError(f"sequence {name}: box file {box_path} does not exist")
+        state = "is not a file" if box_path.exists() else "does not exist"
+        raise SequenceError(f"sequence {name}: box file {box_path} {state}")
     gt = _read_box_file(box_path, name)
     if len(gt) != len(frame_paths):
         raise SequenceError(
