@@ -3,7 +3,11 @@ distillation pair sampler (so the training loss sees exactly the tracker's crops
 
 Frames reach a tracker step as a fixed-size uint8 *canvas* (the frame in the top-left corner,
 the rest unused) plus the frame's true size, so one compiled step serves every frame size up
-to the canvas: shapes depend on the configuration only, never on the sequence.
+to the canvas: shapes depend on the configuration only, never on the sequence. The steps are
+shape-polymorphic in the canvas (only `to_canvas`, on the host, reads its size), so a caller
+that does not know the frame size in advance picks the canvas from the first frame with
+`canvas_for` (a few size buckets: VGA, 720p, 1080p, their portrait forms, and multiples of
+`CANVAS_MULTIPLE` above) and the step compiles once per bucket.
 
 Coordinates: 0-based pixel centres, (y, x) order; a centre `c` and a window of `window`
 frame pixels (a square side, or (h, w)) are resampled to an `out` patch (a side, or
@@ -32,6 +36,38 @@ class Frame(NamedTuple):
     hw: jnp.ndarray
 
 
+# Canvas buckets (h, w), smallest first: landscape VGA / 720p / 1080p (1080 rounded up to a
+# multiple of 16) and their portrait forms. Sizes beyond them round up to CANVAS_MULTIPLE.
+CANVAS_BUCKETS = ((480, 640), (640, 480), (720, 1280), (1280, 720), (1088, 1920), (1920, 1088))
+CANVAS_MULTIPLE = 256
+
+
+def canvas_for(hw) -> tuple[int, int]:
+    """The canvas a frame of size `hw` is tracked on.
+
+    Args:
+      hw: the frame's (height, width) in pixels, both positive.
+
+    Returns:
+      The smallest (by area) bucket of `CANVAS_BUCKETS` that holds the frame; for a frame no
+      bucket holds, each side rounded up to a multiple of `CANVAS_MULTIPLE`. Frames of
+      similar sizes share a canvas, so a tracker step compiles once per bucket.
+
+    Raises:
+      ValueError: `hw` is not two positive integers.
+    """
+    try:
+        h, w = (int(v) for v in hw)
+    except (TypeError, ValueError):
+        raise ValueError(f"frame size must be (height, width), got {hw!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"frame size must be positive, got {h}x{w} (HxW)")
+    for bucket in sorted(CANVAS_BUCKETS, key=lambda b: b[0] * b[1]):
+        if h <= bucket[0] and w <= bucket[1]:
+            return bucket
+    return tuple(-(-n // CANVAS_MULTIPLE) * CANVAS_MULTIPLE for n in (h, w))
+
+
 def to_canvas(image: np.ndarray, canvas_hw: tuple[int, int]) -> Frame:
     """Places an (H, W, 3) uint8 RGB image on a zero canvas of static size `canvas_hw`.
 
@@ -44,7 +80,8 @@ def to_canvas(image: np.ndarray, canvas_hw: tuple[int, int]) -> Frame:
     h, w = image.shape[:2]
     if h > canvas_hw[0] or w > canvas_hw[1]:
         raise ValueError(f"frame {h}x{w} is larger than the tracker canvas "
-                         f"{canvas_hw[0]}x{canvas_hw[1]}; raise TrackerConfig.canvas_hw")
+                         f"{canvas_hw[0]}x{canvas_hw[1]}; raise the config's canvas_hw (see "
+                         "ctjax.ops.crop.canvas_for)")
     if (h, w) == tuple(canvas_hw):
         pixels = image
     else:
