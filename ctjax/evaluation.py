@@ -35,6 +35,8 @@ Conventions (Wu, Lim, Yang, "Object Tracking Benchmark", TPAMI 2015, and its too
   we do not: a total failure counts as 0, and missing results are an error.) FPS over
   sequences is total frames / total time.
 * Result files: one `x,y,w,h` line per frame, the OTB/got-10k per-sequence text format.
+  Result files and plots are written atomically (`ctjax.paths.atomic_write`: unique temporary
+  name, then rename; normal permissions).
 
 NumPy and matplotlib (Agg, no pyplot state) only.
 """
@@ -42,6 +44,7 @@ NumPy and matplotlib (Agg, no pyplot state) only.
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -407,10 +410,9 @@ def _plot(trackers, path, *, kind: str, title: str) -> Path:
     ax.set(xlim=(x[0], x[-1]), ylim=(0.0, 1.0), xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(True, alpha=0.4)
     ax.legend(loc=loc, fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    return paths.atomic_write(path, buffer.getvalue())
 
 
 def plot_success(trackers: Mapping, path, *, title: str = "Success plots of OPE") -> Path:

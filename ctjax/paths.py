@@ -26,6 +26,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 ENV_VAR = "CTJAX_DATA"
 _REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -100,30 +101,24 @@ def _umask() -> int:
     return old
 
 
-def atomic_write(path: Path | str, data: str | bytes) -> Path:
-    """Writes a whole file atomically: a unique temporary file beside it, then `os.replace`.
+@contextlib.contextmanager
+def atomic_open(path: Path | str) -> Iterator[BinaryIO]:
+    """A binary file to write that replaces `path` atomically when the block ends.
 
-    Readers see the old file or the new one, never a part; an interrupted write leaves no
-    temporary file behind; two writers of the same file never share a temporary name (the
-    last `os.replace` wins). The file gets the permissions a plain `open(path, "w")` would
-    give (0666 & ~umask), not `mkstemp`'s 0600. Parent folders are created.
-
-    Args:
-      path: the file to write.
-      data: its whole contents; `str` is written as UTF-8.
-
-    Returns:
-      `path` as a `Path`.
+    Readers see the old file or the new one, never a part; if the block raises (or the
+    process is interrupted by an exception) no temporary file is left behind and `path` is
+    untouched; two writers of the same file never share a temporary name (the last
+    `os.replace` wins). The file gets the permissions a plain `open(path, "w")` would give
+    (0666 & ~umask), not `mkstemp`'s 0600. Parent folders are created.
     """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"cannot write {path}: it is a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(raw)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -132,7 +127,17 @@ def atomic_write(path: Path | str, data: str | bytes) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return path
+
+
+def atomic_write(path: Path | str, data: str | bytes) -> Path:
+    """Writes a whole file atomically (see `atomic_open`); `str` is written as UTF-8.
+
+    Returns:
+      `path` as a `Path`.
+    """
+    with atomic_open(path) as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else bytes(data))
+    return Path(path)
 
 
 def check_writable(path: Path | str, what: str = "output file") -> Path:

@@ -2,15 +2,23 @@
 
 Layout of `--output DIR`:
     DIR/<label>/<sequence>.txt    raw boxes, one x,y,w,h line per frame (OTB format)
-    DIR/<label>/<sequence>.json   frames, FPS (compile and decoding excluded), compile time,
-                                  median frame time, weights, runtime report
+    DIR/<label>/<sequence>.json   the result's key (below), frames, FPS (compile and decoding
+                                  excluded), compile time, median frame time, weights,
+                                  runtime report, the box file's checksum
     DIR/summary.md, summary.json  per-sequence tables and the comparison table
     DIR/success.png, precision.png
 
 Work is split over one worker process per core, each pinned to its own core and
-single-threaded (`ctjax.runtime.configure(core=k)`), so FPS is single-core FPS. A task whose
-result and metadata files exist (with the expected frame count) is skipped: an interrupted
-evaluation resumes where it stopped. Results are written atomically.
+single-threaded (`ctjax.runtime.configure(core=k)`), so FPS is single-core FPS; Ctrl-C or
+the death of this process ends the workers at once (`ctjax.commands.workers`).
+
+Resuming: a result is reused only if its `.json` holds the same **key**, i.e. it was made by
+the same preset, weights (SHA-256 of the file or folder), tracker config, sequence (full path,
+frame count, initial box, frame file names and sizes) and code (ctjax version and a SHA-256
+of its Python sources), and its box file is intact (right length, same checksum). Anything
+else is rerun, with a line saying why. Every file is written atomically (unique temporary
+name, then rename; normal permissions), so an interrupted or concurrent evaluation never
+leaves a partial result.
 
 Trackers are given as `LABEL=PRESET[:WEIGHTS]` (or just `PRESET`), e.g.
 `ours=cfvggm released=cfvggm:released effnet csrt`.
@@ -18,17 +26,19 @@ Trackers are given as `LABEL=PRESET[:WEIGHTS]` (or just `PRESET`), e.g.
 
 from __future__ import annotations
 
-import concurrent.futures as futures
+import argparse
 import dataclasses
+import hashlib
 import json
-import multiprocessing
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
 HELP = "evaluate trackers on a list of sequences (OTB protocol)"
+_ROOT = Path(__file__).resolve().parents[1]  # the ctjax package
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +49,25 @@ class TrackerSpec:
 
     @classmethod
     def parse(cls, text: str) -> "TrackerSpec":
+        """`LABEL=PRESET[:WEIGHTS]` or `PRESET[:WEIGHTS]`; the label names a results folder."""
         label, _, rest = text.rpartition("=")
         preset, _, weights = (rest or text).partition(":")
-        return cls(label or preset, preset, weights or None)
+        label = label or preset
+        if not preset or label in (".", "..") or label.startswith(".") or \
+                any(c in label for c in "/\\\0"):
+            raise ValueError(f"--trackers {text!r}: expected LABEL=PRESET[:WEIGHTS], with a "
+                             "label usable as a folder name")
+        return cls(label, preset, weights or None)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
 
 
 def add_arguments(p) -> None:
@@ -52,9 +78,120 @@ def add_arguments(p) -> None:
     p.add_argument("--split", default="eval", help="split of splits.json (default: eval)")
     p.add_argument("--sequences", nargs="+", help="sequence names or folders instead of --split")
     p.add_argument("--output", required=True, help="results folder (resumable)")
-    p.add_argument("--workers", type=int, default=None, help="default: one per available core")
-    p.add_argument("--max-frames", type=int, default=None,
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="default: one per available core")
+    p.add_argument("--max-frames", type=_positive_int, default=None,
                    help="track only the first N frames of each sequence (smoke runs)")
+
+
+# ---------------------------------------------------------------------------------------------
+# What produced a result: its key
+
+
+def code_version() -> dict:
+    """The ctjax version, a SHA-256 of its Python sources, and the git commit (or None)."""
+    h = hashlib.sha256()
+    for f in sorted(_ROOT.rglob("*.py")):
+        h.update(str(f.relative_to(_ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    try:
+        commit = subprocess.run(["git", "-C", str(_ROOT), "rev-parse", "HEAD"], timeout=10,
+                                capture_output=True, text=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    import ctjax
+    return {"ctjax_version": ctjax.__version__, "source_sha256": h.hexdigest(),
+            "git_commit": commit}
+
+
+def tracker_fingerprint(spec: TrackerSpec, built=None) -> dict:
+    """Preset, weights (checksum when they are a file or folder) and config of a tracker.
+
+    Builds the preset (no compilation) unless `built` is given; for `csrt` checks that
+    OpenCV is installed. Raises what `presets.build` raises (unknown preset, weights for a
+    preset that takes none, missing weights), before any sequence is tracked.
+    """
+    from ctjax import paths
+
+    if spec.preset == "csrt":
+        if spec.weights:
+            raise ValueError(f"tracker {spec.label}: csrt (OpenCV) takes no weights, got "
+                             f"{spec.weights!r}")
+        try:
+            import cv2
+        except ImportError as e:
+            raise ImportError("the csrt tracker needs OpenCV: pip install "
+                              "'ctjax[baselines]'") from e
+        return {"preset": "csrt", "weights": "none", "weights_sha256": None,
+                "config": f"OpenCV {cv2.__version__} TrackerCSRT defaults"}
+    if built is None:
+        from ctjax.trackers import presets
+        built = presets.build(spec.preset, weights=spec.weights)
+    source = str(built.weights)
+    sha = paths.digest(source) if source not in ("", "none") and Path(source).exists() else None
+    return {"preset": spec.preset, "weights": source, "weights_sha256": sha,
+            "config": repr(built.config)}
+
+
+def sequence_fingerprint(seq, path: Path) -> dict:
+    """Full path, frame count, initial box and a checksum of frame file names and sizes."""
+    h = hashlib.sha256()
+    for f in seq.frame_paths:
+        h.update(f"{f.name}:{f.stat().st_size}\n".encode())
+    return {"sequence_path": str(Path(path).resolve()), "frames": len(seq),
+            "init_box": [float(v) for v in seq.boxes[0]], "frame_files_sha256": h.hexdigest()}
+
+
+def result_key(tracker: dict, sequence: dict, code: dict) -> dict:
+    """The key stored with a result; equal keys mean the same tracker, sequence and code
+    (the weights path is left out when their checksum is known, so a moved file matches)."""
+    tracker = dict(tracker)
+    if tracker.get("weights_sha256"):
+        tracker.pop("weights")
+    return {**tracker, **sequence, "ctjax_version": code["ctjax_version"],
+            "source_sha256": code["source_sha256"]}
+
+
+def _canon(value) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _short(value) -> str:
+    text = value if isinstance(value, str) else _canon(value)
+    return text if len(text) <= 40 else text[:18] + "..." + text[-18:]
+
+
+def result_status(out_dir: Path, name: str, key: dict) -> str | None:
+    """None when `out_dir/<name>.txt/.json` is a valid result for `key`, else why it is not."""
+    from ctjax import evaluation
+
+    meta_file, box_file = out_dir / f"{name}.json", out_dir / f"{name}.txt"
+    if not meta_file.exists() and not box_file.exists():
+        return "no result yet"
+    try:
+        meta = json.loads(meta_file.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        return f"its metadata {meta_file.name} is missing or unreadable ({' '.join(str(e).split())})"
+    old = meta.get("key")
+    if not isinstance(old, dict):
+        return f"{meta_file.name} has no result key (written by an older ctjax)"
+    changed = [k for k in key if _canon(old.get(k)) != _canon(key[k])]
+    if changed:
+        return "it was made by a different " + "; ".join(
+            f"{k} ({_short(old.get(k))} -> {_short(key[k])})" for k in changed)
+    try:
+        text = box_file.read_bytes()
+        evaluation.read_boxes(box_file, num_frames=key["frames"])
+    except (OSError, ValueError) as e:
+        return f"its box file is damaged: {' '.join(str(e).split())}"
+    if hashlib.sha256(text).hexdigest() != meta.get("boxes_sha256"):
+        return f"{box_file.name} changed since it was written (checksum differs)"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequences and tasks
 
 
 def _sequence_paths(args) -> list[Path]:
@@ -71,23 +208,36 @@ def _load(path: Path, max_frames: int | None):
     from ctjax.data import sequences
 
     seq = sequences.load_sequence(path)
-    if max_frames:
+    if max_frames is not None:
         seq = dataclasses.replace(seq, frame_paths=seq.frame_paths[:max_frames],
                                   boxes=seq.boxes[:max_frames])
     return seq
 
 
+def _check_names(seqs, seq_paths) -> None:
+    """Results are stored by sequence name: two folders with one name would overwrite."""
+    seen: dict[str, Path] = {}
+    for s, p in zip(seqs, seq_paths):
+        if s.name in seen:
+            raise ValueError(f"two sequences are named {s.name!r} ({seen[s.name]} and {p}); "
+                             "results are stored by name, so one would overwrite the other: "
+                             "rename one folder or evaluate them into separate --output folders")
+        seen[s.name] = p
+
+
 _WORKER: dict = {}
 
 
-def _init_worker(cores) -> None:
+def _init_worker(core: int) -> None:
     from ctjax import runtime
 
-    _WORKER["report"] = runtime.configure(core=cores.get())
+    _WORKER["report"] = runtime.configure(core=core)
 
 
-def _run_task(spec: TrackerSpec, seq_path: Path, out_dir: Path, max_frames: int | None) -> dict:
-    from ctjax import evaluation, runtime
+def _run_task(spec: TrackerSpec, key: dict, seq_path: Path, out_dir: Path,
+              max_frames: int | None, commit: str | None) -> dict:
+    """Tracks one sequence with one tracker in a worker; writes its box file and metadata."""
+    from ctjax import evaluation, paths, runtime
     from ctjax.trackers import presets
     from ctjax.trackers.run import compile_tracker, track_frames
 
@@ -100,34 +250,42 @@ def _run_task(spec: TrackerSpec, seq_path: Path, out_dir: Path, max_frames: int 
             built = presets.build(spec.preset, weights=spec.weights)
             _WORKER[spec] = (built, compile_tracker(built.tracker, built.config, built.params))
         built, compiled = _WORKER[spec]
+        mine = result_key(tracker_fingerprint(spec, built), sequence_fingerprint(seq, seq_path),
+                          {k: key[k] for k in ("ctjax_version", "source_sha256")})
+        if _canon(mine) != _canon(key):
+            raise RuntimeError(f"{spec.label}: the tracker or sequence changed on disk while "
+                               "the evaluation ran (its key differs from the planned one)")
         result, weights = track_frames(compiled, built.params, seq.frames(), seq.init_box), built.weights
-    evaluation.write_boxes(out_dir / f"{seq.name}.txt", result.boxes)
+    # No old metadata may ever vouch for the new box file, even if we are killed in between.
+    (out_dir / f"{seq.name}.json").unlink(missing_ok=True)
+    box_file = evaluation.write_boxes(out_dir / f"{seq.name}.txt", result.boxes)
     if "probe" not in _WORKER:
         _WORKER["probe"] = runtime.probe(_WORKER["report"], seconds=0.3).summary()
     meta = {"sequence": seq.name, "tracker": spec.label, "preset": spec.preset,
             "weights": str(weights), "frames": len(result.boxes), "fps": result.fps,
             "median_frame_ms": 1e3 * float(np.median(result.frame_seconds[1:])),
-            "compile_seconds": result.compile_seconds, "runtime": _WORKER["probe"]}
-    tmp = out_dir / f".{seq.name}.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, out_dir / f"{seq.name}.json")
+            "compile_seconds": result.compile_seconds, "runtime": _WORKER["probe"],
+            "git_commit": commit, "key": key,
+            "boxes_sha256": hashlib.sha256(box_file.read_bytes()).hexdigest()}
+    paths.atomic_write(out_dir / f"{seq.name}.json", json.dumps(meta, indent=1))
     return meta
 
 
-def _done(out_dir: Path, name: str, frames: int) -> bool:
-    meta = out_dir / f"{name}.json"
-    return (out_dir / f"{name}.txt").exists() and meta.exists() and \
-        json.loads(meta.read_text()).get("frames") == frames
+# ---------------------------------------------------------------------------------------------
+# Report and command
 
 
-def _report(specs, seqs, root: Path) -> str:
-    from ctjax import evaluation
+def _report(specs, seqs, keys, root: Path) -> str:
+    from ctjax import evaluation, paths
 
     overall, lines = {}, []
     for spec in specs:
         d = root / spec.label
         results = []
         for s in seqs:
+            problem = result_status(d, s.name, keys[spec.label, s.name])
+            if problem is not None:
+                raise evaluation.ResultFileError(f"result {d / s.name}: {problem}")
             meta = json.loads((d / f"{s.name}.json").read_text())
             boxes = evaluation.read_boxes(d / f"{s.name}.txt", num_frames=len(s))
             results.append(evaluation.evaluate_sequence(boxes, s.boxes, name=s.name, fps=meta["fps"]))
@@ -143,44 +301,77 @@ def _report(specs, seqs, root: Path) -> str:
                    "median_fps": float(np.median([r.fps for r in v.sequences])),
                    "sequences": {r.name: {"auc": r.auc, "precision20": r.precision20, "fps": r.fps}
                                  for r in v.sequences}} for k, v in overall.items()}
-    (root / "summary.json").write_text(json.dumps(summary, indent=1))
-    text = "\n".join(["# Evaluation summary", "", *head, *rows, "", *lines])
-    (root / "summary.md").write_text(text)
+    paths.atomic_write(root / "summary.json", json.dumps(summary, indent=1))
+    paths.atomic_write(root / "summary.md", "\n".join(["# Evaluation summary", "", *head, *rows, "",
+                                                       *lines]))
     return "\n".join(head + rows)
+
+
+def _plan(specs, seqs, seq_paths, root: Path):
+    """Keys of every (tracker, sequence) and the tasks to run, saying why each is rerun."""
+    code = code_version()
+    fingerprints = {spec.label: tracker_fingerprint(spec) for spec in specs}
+    keys, tasks = {}, []
+    for spec in specs:
+        for s, p in zip(seqs, seq_paths):
+            keys[spec.label, s.name] = result_key(fingerprints[spec.label],
+                                                  sequence_fingerprint(s, p), code)
+            why = result_status(root / spec.label, s.name, keys[spec.label, s.name])
+            if why is not None:
+                if why != "no result yet":
+                    print(f"rerunning {spec.label}/{s.name}: {why}", flush=True)
+                tasks.append((spec, s, p))
+    return keys, tasks, code["git_commit"]
 
 
 def run(args) -> int:
     """Runs `ctjax eval` (the workers pin themselves, one core each); returns the exit
-    status."""
+    status: 0, or 1 when a task failed (the other results are kept)."""
+    from ctjax import paths
+    from ctjax.commands import workers
+
     specs = [TrackerSpec.parse(t) for t in args.trackers]
-    paths = _sequence_paths(args)
-    seqs = [_load(p, args.max_frames) for p in paths]
-    seq_paths = {s.name: p for s, p in zip(seqs, paths)}
-    root = Path(args.output)
-    tasks = []
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"--trackers: labels must be distinct, got {labels}")
+    root = paths.check_writable_dir(args.output, "--output folder")
+    seq_paths = _sequence_paths(args)
+    seqs = [_load(p, args.max_frames) for p in seq_paths]
+    _check_names(seqs, seq_paths)
+    keys, tasks, commit = _plan(specs, seqs, seq_paths, root)
     for spec in specs:
         (root / spec.label).mkdir(parents=True, exist_ok=True)
-        tasks += [(spec, s) for s in seqs if not _done(root / spec.label, s.name, len(s))]
     print(f"{len(specs)} trackers x {len(seqs)} sequences: {len(tasks)} to run, "
           f"{len(specs) * len(seqs) - len(tasks)} already done (in {root})", flush=True)
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
-    workers = max(1, min(args.workers or len(cores), len(cores), len(tasks) or 1))
-    ctx = multiprocessing.get_context("spawn")
-    core_queue = ctx.Manager().Queue()
-    for c in cores[:workers]:
-        core_queue.put(c)
-    t0 = time.perf_counter()
-    # Longest sequences first keeps the workers busy until the end.
-    tasks.sort(key=lambda t: -len(t[1]))
-    with futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(core_queue,)) as pool:
-        jobs = {pool.submit(_run_task, spec, seq_paths[s.name], root / spec.label, args.max_frames):
-                (spec, s) for spec, s in tasks}
-        for k, job in enumerate(futures.as_completed(jobs), 1):
-            meta = job.result()
-            print(f"[{k}/{len(tasks)}] {meta['tracker']:>12s} {meta['sequence']:<14s} "
-                  f"{meta['frames']:5d} frames {meta['fps']:7.1f} FPS "
-                  f"(elapsed {time.perf_counter() - t0:.0f} s)", flush=True)
-    print(_report(specs, seqs, root))
+    n_workers = max(1, min(args.workers or len(cores), len(cores), len(tasks) or 1))
+    tasks.sort(key=lambda t: -len(t[1]))  # longest first keeps the workers busy to the end
+    t0, failed, finished = time.perf_counter(), [], []
+
+    def on_event(i, kind, payload):
+        spec, s, _ = tasks[i]
+        finished.append(i)
+        if kind == "failed":
+            failed.append(f"{spec.label}/{s.name}: {payload}")
+            print(f"[{len(finished)}/{len(tasks)}] FAILED {spec.label} {s.name}: {payload}", flush=True)
+            return
+        print(f"[{len(finished)}/{len(tasks)}] {payload['tracker']:>12s} {payload['sequence']:<14s} "
+              f"{payload['frames']:5d} frames {payload['fps']:7.1f} FPS "
+              f"(elapsed {time.perf_counter() - t0:.0f} s)", flush=True)
+
+    work = [(spec, keys[spec.label, s.name], p, root / spec.label, args.max_frames, commit)
+            for spec, s, p in tasks]
+    try:
+        if work:
+            workers.run_pool(work, cores[:n_workers], _run_task, on_event, initializer=_init_worker)
+    except KeyboardInterrupt:
+        print(f"interrupted: {len(finished) - len(failed)} of {len(tasks)} results written; "
+              "run the same command again to resume", flush=True)
+        raise
+    if failed:
+        print(f"{len(failed)} of {len(tasks)} tasks failed (the other results are kept; fix the "
+              "cause and run the same command again to resume):\n  " + "\n  ".join(failed))
+        return 1
+    print(_report(specs, seqs, keys, root))
     print(f"wrote {root / 'summary.md'}, success.png, precision.png")
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 HELP = "track one sequence folder or video file"
+BOX_MIN_INSIDE = 0.5  # fraction of a --box's area that must lie inside the first frame
 
 
 def _parse_box(text: str):
@@ -29,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true",
                    help="track the demo clip shipped with the package instead of PATH")
     p.add_argument("--box", type=_parse_box,
-                   help="initial box x,y,w,h (1-based); default: first ground-truth box")
+                   help="initial box x,y,w,h (1-based; at least half of it inside the first "
+                        "frame); default: first ground-truth box")
     p.add_argument("--tracker", default="cfvggm", help="tracker preset (see `ctjax track --list`)")
     p.add_argument("--weights", help="student weights: an exported ctjax student, a MatConvNet "
                                      "simplenn .mat (e.g. CF_VGGM.mat), or 'released' for "
@@ -74,12 +76,16 @@ def run(args) -> int:
 
     from ctjax import boxes as box_ops
     from ctjax import evaluation
-    from ctjax.trackers.run import compile_tracker, track_frames
+    from ctjax.trackers.run import check_outputs, compile_tracker, track_frames
     from tqdm import tqdm
 
+    check_outputs(args.output, args.video)  # before anything is loaded, compiled or tracked
     sequence = _open_sequence(args)
-    init_box = np.asarray(args.box if args.box is not None else sequence.init_box, np.float64)
-    box_ops.validate_box(init_box, sequence.image_hw)
+    if args.box is not None:  # typed by hand: most of it must lie inside the first frame
+        init_box = box_ops.validate_box(args.box, sequence.image_hw, what="--box",
+                                        min_inside=BOX_MIN_INSIDE)
+    else:
+        init_box = sequence.init_box
     built = presets.build(args.tracker, weights=args.weights)
     compiled = compile_tracker(built.tracker, built.config, built.params)
     bar = tqdm(total=len(sequence), desc=f"{sequence.name} [{built.name}]", unit="frame",

@@ -3,8 +3,10 @@
 Experiment files (`experiments/distill_*.py`) expose `get_config(arg="")`, which builds a
 `DistillConfig` and applies `override(config, arg, presets=...)`: comma-separated preset names
 (e.g. `smoke`) and `key=value` pairs, with dotted keys for the nested pair config
-(`pairs.crop_size=96`). Unknown keys are errors. The config is saved as `config.json` in the
-run's work folder and must match on resume.
+(`pairs.crop_size=96`). Unknown keys are errors, and so are values of the wrong type
+(`steps=abc`, `pairs.crop_size=1.5`) or out of range (`steps=0`): every value is checked when
+a config is made, so a bad override fails before anything is written. The config is saved as
+`config.json` in the run's work folder and must match on resume.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.util
+import json
+import types
+import typing
 from pathlib import Path
 
 from ctjax.data.pairs import PairConfig
@@ -78,6 +83,8 @@ class DistillConfig:
     keep_checkpoints: int = 3
 
     def __post_init__(self):
+        for name, value in check_types(DistillConfig, vars(self)).items():
+            object.__setattr__(self, name, value)
         object.__setattr__(self, "layers", tuple(tuple(p) for p in self.layers))
         object.__setattr__(self, "track_layers", tuple(self.track_layers))
         if isinstance(self.pairs, dict):
@@ -92,6 +99,16 @@ class DistillConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}")
         if self.fidelity_weight <= 0 and self.tracking_weight <= 0:
             raise ValueError("at least one of fidelity_weight, tracking_weight must be > 0")
+        if self.data_kind not in DATA_KINDS:
+            raise ValueError(f"data_kind must be one of {DATA_KINDS}, got {self.data_kind!r}")
+        for name, low in _AT_LEAST.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"config key {name} must be >= {low}, got {getattr(self, name)!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if any(len(p) != 2 or not all(isinstance(s, str) for s in p) for p in self.layers):
+            raise ValueError(f"layers must be (student stage, teacher stage) name pairs, got "
+                             f"{self.layers!r}")
 
     @property
     def uses_teacher(self) -> bool:
@@ -102,11 +119,84 @@ class DistillConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> "DistillConfig":
-        """Reads `to_json` output; also the first format, whose pair settings were top-level."""
+        """Reads `to_json` output; also the first format, whose pair settings were top-level.
+
+        Raises:
+          ValueError: not a JSON object, unknown keys, or values of the wrong type or range.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a config must be a JSON object, got {type(data).__name__}")
         data = dict(data)
         legacy = {k: data.pop(k) for k in _LEGACY_PAIR_FIELDS if k in data}
-        pairs = dict(data.pop("pairs", {}), **legacy)
-        return cls(**data, pairs=PairConfig(**pairs))
+        pairs = data.pop("pairs", {})
+        if not isinstance(pairs, dict):
+            raise ValueError(f"config key pairs must be an object, got {pairs!r}")
+        pairs = dict(pairs, **legacy)
+        _check_known(data, pairs)
+        return cls(**data, pairs=_make_pairs(pairs))
+
+
+DATA_KINDS = ("otb", "got10k", "ilsvrc_vid")
+# Lower bounds of the integer settings (a 0 here would divide by zero or never stop).
+_AT_LEAST = {"batch_size": 1, "steps": 1, "pool_pairs": 0, "val_pairs": 0, "warmup_steps": 0,
+             "log_every": 1, "eval_every": 1, "checkpoint_every": 1, "keep_checkpoints": 1}
+
+
+def _accepts(kind, value):
+    """(ok, value): whether `value` fits the annotation `kind`; ints become floats for float."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        for option in typing.get_args(kind):
+            ok, out = _accepts(option, value)
+            if ok:
+                return ok, out
+        return False, value
+    if kind is type(None):
+        return value is None, value
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if kind is tuple:  # JSON gives lists; "A+B" strings are split by the caller
+        return isinstance(value, (tuple, list, str)), value
+    if kind is PairConfig:
+        return isinstance(value, (PairConfig, dict)), value
+    return isinstance(value, kind), value
+
+
+def check_types(cls, values: dict, *, prefix: str = "") -> dict:
+    """Checks `values` against the field annotations of the dataclass `cls`.
+
+    Returns:
+      The values, with ints given for float fields turned into floats.
+
+    Raises:
+      ValueError: naming the first key whose value has the wrong type.
+    """
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for name, value in values.items():
+        ok, out[name] = _accepts(hints[name], value)
+        if not ok:
+            expected = getattr(hints[name], "__name__", str(hints[name]))
+            raise ValueError(f"config key {prefix}{name}: expected {expected}, got {value!r} "
+                             f"({type(value).__name__})")
+    return out
+
+
+def _make_pairs(values: dict, base: PairConfig | None = None) -> PairConfig:
+    """A `PairConfig` from (dotted-key) values, types checked before it is made."""
+    values = check_types(PairConfig, values, prefix="pairs.")
+    return dataclasses.replace(base, **values) if base is not None else PairConfig(**values)
+
+
+def _check_known(top: dict, nested: dict) -> None:
+    fields = {f.name for f in dataclasses.fields(DistillConfig)}
+    pair_fields = {f.name for f in dataclasses.fields(PairConfig)}
+    unknown = sorted(set(top) - fields) + sorted(f"pairs.{k}" for k in set(nested) - pair_fields)
+    if unknown:
+        known = sorted(fields - {"pairs"}) + sorted(f"pairs.{k}" for k in pair_fields)
+        raise ValueError(f"unknown config key(s) {unknown}; known: {known}")
 
 
 def _parse_value(text: str):
@@ -118,20 +208,15 @@ def _parse_value(text: str):
 
 def _apply(config: DistillConfig, changes: dict) -> DistillConfig:
     """`dataclasses.replace` with dotted keys for the nested pair config."""
-    fields = {f.name for f in dataclasses.fields(DistillConfig)}
-    pair_fields = {f.name for f in dataclasses.fields(PairConfig)}
     top, nested = {}, {}
     for key, value in changes.items():
         if key.startswith("pairs."):
             nested[key[len("pairs."):]] = value
         else:
             top[key] = value
-    unknown = sorted(set(top) - fields) + sorted(f"pairs.{k}" for k in set(nested) - pair_fields)
-    if unknown:
-        known = sorted(fields - {"pairs"}) + sorted(f"pairs.{k}" for k in pair_fields)
-        raise ValueError(f"unknown config key(s) {unknown}; known: {known}")
+    _check_known(top, nested)
     if nested:
-        top["pairs"] = dataclasses.replace(top.get("pairs", config.pairs), **nested)
+        top["pairs"] = _make_pairs(nested, base=top.get("pairs", config.pairs))
     return dataclasses.replace(config, **top)
 
 
@@ -144,7 +229,8 @@ def override(config: DistillConfig, arg: str, *,
     tuples, None, True), else kept as strings.
 
     Raises:
-        ValueError: an unknown preset or an unknown config key.
+        ValueError: an unknown preset, an unknown config key, or a value of the wrong type or
+          range (checked before any file is written).
     """
     presets = presets or {}
     for token in filter(None, (t.strip() for t in arg.split(","))):
@@ -157,6 +243,32 @@ def override(config: DistillConfig, arg: str, *,
             changes = {key.strip(): _parse_value(value)}
         config = _apply(config, changes)
     return config
+
+
+def read_json(path: Path, what: str):
+    """A JSON file's contents, or a `ValueError` in one line naming the file and the fault
+    (empty, e.g. after an interrupted write; not JSON; unreadable)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{what} {path} is unreadable: {e}") from None
+    if not text.strip():
+        raise ValueError(f"{what} {path} is empty (an interrupted write?); restore or delete it")
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{what} {path} is not valid JSON ({e}); restore or delete it") from None
+
+
+def read_config(workdir) -> DistillConfig:
+    """The config saved in a run folder (`config.json`), checked; one-line errors."""
+    config_file = Path(workdir) / "config.json"
+    try:
+        return DistillConfig.from_json(read_json(config_file, "run config"))
+    except (TypeError, ValueError) as e:
+        if str(e).startswith("run config"):
+            raise
+        raise ValueError(f"run config {config_file} is invalid: {e}") from None
 
 
 # Small enough for CI: tiny crops, a tiny pool, a handful of steps (see the experiments).

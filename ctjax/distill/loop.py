@@ -21,8 +21,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import ctjax
+from ctjax import paths
 from ctjax.distill import checkpoint
-from ctjax.distill.config import DistillConfig
+from ctjax.distill.config import DistillConfig, read_config
 from ctjax.distill.pools import build_pool, estimate_scales, pool_batch
 from ctjax.distill.steps import (init_state, make_eval_step, make_optimizer, make_setup,
                                  make_teacher_fn, make_train_step)
@@ -70,16 +71,35 @@ def _prepare_data(config: DistillConfig, workdir: Path, cache_dir, teacher_fn,
 
 
 def _check_workdir(config: DistillConfig, workdir: Path):
-    """Writes `config.json`, or checks that a resumed run has the same config."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    """Writes `config.json` (atomically), or checks that a resumed run has the same config."""
+    paths.check_writable_dir(workdir, "--workdir")
     config_file = workdir / "config.json"
-    if config_file.is_file():
-        saved = DistillConfig.from_json(json.loads(config_file.read_text()))
-        if saved != config:
+    if config_file.exists():
+        if read_config(workdir) != config:
             raise ValueError(f"{workdir} holds a run with a different config ({config_file}); "
                              "use another --workdir")
     else:
-        config_file.write_text(json.dumps(config.to_json(), indent=1) + "\n")
+        paths.atomic_write(config_file, json.dumps(config.to_json(), indent=1) + "\n")
+
+
+def _trim_log(log_file: Path, step: int) -> None:
+    """Keeps the records of steps <= `step` (the restored checkpoint), so that steps rerun
+    after a kill or a fallback to an older checkpoint are logged once; drops a torn line."""
+    if not log_file.exists():
+        return
+    kept, dropped = [], 0
+    for line in log_file.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            keep = isinstance(record, dict) and int(record["step"]) <= step
+        except (ValueError, KeyError, TypeError):
+            keep = False
+        kept += [line] if keep else []
+        dropped += not keep
+    if dropped:
+        paths.atomic_write(log_file, "".join(l + "\n" for l in kept))
+        print(f"{log_file}: dropped {dropped} record(s) after step {step} (rerun from the "
+              "checkpoint)", flush=True)
 
 
 def _batch_fn(config: DistillConfig, data: _Data, sharding) -> Callable[[int], dict]:
@@ -122,7 +142,9 @@ def train_and_evaluate(config: DistillConfig, workdir, *, stop_after: int | None
     """Runs (or resumes) a distillation run in `workdir`; returns the training summary.
 
     Args:
-        config: the run's config; must equal `workdir/config.json` when resuming.
+        config: the run's config; must equal `workdir/config.json` when resuming. Resuming
+            restores the newest checkpoint that reads cleanly (an unreadable newer one is
+            moved aside and reported) and drops the log records after its step.
         workdir: output folder: config.json, checkpoints/, log.jsonl (one JSON record per
             logged step, "split" train or val), summary.json, pools/, tfds/ (the prepared
             training frames).
@@ -158,10 +180,17 @@ def train_and_evaluate(config: DistillConfig, workdir, *, stop_after: int | None
                              lambda: teacher_fn(teacher_variables, train_batch(0)["template"]))
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
     fresh = init_state(config, setup, optimizer, config.seed, scales)
-    restored = ckpt.restore_latest(fresh)
+
+    def skipped(step, reason, moved):
+        print(f"skipping checkpoint step {step}: {reason}; moved to {moved}", flush=True)
+
+    restored = ckpt.restore_latest(fresh, on_skip=skipped)
     state, meta = restored if restored is not None else (fresh, {"wall_time": 0.0})
     state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
     start, wall0 = int(state.step), float(meta.get("wall_time", 0.0))
+    if restored is not None:
+        print(f"resuming {workdir} from checkpoint step {start}", flush=True)
+    _trim_log(workdir / "log.jsonl", start)
 
     traces = []
     raw_step = make_train_step(setup=setup, config=config, optimizer=optimizer, cached=cached)
@@ -213,5 +242,5 @@ def train_and_evaluate(config: DistillConfig, workdir, *, stop_after: int | None
         "devices": [str(d) for d in devices], "ctjax_version": ctjax.__version__,
     }
     if summary["complete"]:
-        (workdir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        paths.atomic_write(workdir / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary

@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from ctjax import paths
 from ctjax.distill.config import DistillConfig
 from ctjax.models import registry
 
@@ -47,7 +48,11 @@ def build_pool(sampler, n: int, *, seed: int, teacher_fn, teacher_variables, con
     if cache_dir is not None:
         folder = cache_dir / f"{desc}_{_fingerprint(config, desc)}"
         if (folder / "complete").is_file():
-            return {p.stem: np.load(p, mmap_mode="r") for p in folder.glob("*.npy")}
+            try:
+                return {p.stem: np.load(p, mmap_mode="r") for p in folder.glob("*.npy")}
+            except (OSError, ValueError) as e:  # a damaged cache is rebuilt, not trusted
+                print(f"pair pool cache {folder} is unreadable ({e}); rebuilding it", flush=True)
+                (folder / "complete").unlink(missing_ok=True)
     chunk = 32
     parts: dict[str, list] = {}
     for start in tqdm(range(0, n, chunk), desc=f"{desc} pool: pairs + teacher", unit="chunk"):
@@ -66,9 +71,10 @@ def build_pool(sampler, n: int, *, seed: int, teacher_fn, teacher_variables, con
     pool = {k: np.concatenate(v) for k, v in parts.items()}
     if cache_dir is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        for key, value in pool.items():
-            np.save(folder / f"{key}.npy", value)
-        (folder / "complete").write_text("ok\n")
+        for key, value in pool.items():  # atomic: runs sharing the cache may read it meanwhile
+            with paths.atomic_open(folder / f"{key}.npy") as f:
+                np.save(f, value)
+        paths.atomic_write(folder / "complete", "ok\n")
     return pool
 
 

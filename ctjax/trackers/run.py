@@ -10,17 +10,25 @@ per-frame times. A frame's time covers putting the decoded frame on the canvas, 
 jitted step (crop, features, filters, update) and bringing the box back to the host; JPEG
 decoding is timed separately (`decode_seconds`) because it depends on the disk and codec,
 not on the tracker. Only the box and the score come back to the host each frame.
+
+Before a frame reaches a tracker it is checked (outside the timed part): (H, W, 3) uint8,
+and the first frame's size throughout; a frame of another size is a `FrameError` naming its
+index, since the tracker's boxes would silently be in the wrong coordinates. `check_outputs`
+checks the output files of a run before any frame is tracked.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import jax
 import numpy as np
 
+from ctjax import paths
 from ctjax.boxes import validate_box
 from ctjax.ops.crop import to_canvas
 from ctjax.trackers import Tracker
@@ -76,22 +84,82 @@ def compile_tracker(tracker: Tracker, config, params) -> CompiledTracker:
     return CompiledTracker(init, step, config, time.perf_counter() - t0)
 
 
+# What `ctjax.visualize.write_annotated` can write: GIF with Pillow, the rest with imageio's
+# ffmpeg plugin (pip install 'ctjax[video]').
+VIDEO_SUFFIXES = (".gif", ".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+class FrameError(ValueError):
+    """A frame given to a tracker is not (H, W, 3) uint8, or its size differs from the first."""
+
+
+def check_frame(image, index: int, first_hw: tuple[int, int] | None) -> np.ndarray:
+    """Checks frame `index` of a stream: (H, W, 3) uint8 and, after the first, of size
+    `first_hw`; returns it as an array or raises `FrameError` naming the frame."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise FrameError(f"frame {index}: expected an (H, W, 3) uint8 RGB image, got shape "
+                         f"{image.shape} dtype {image.dtype}")
+    if first_hw is not None and image.shape[:2] != tuple(first_hw):
+        raise FrameError(
+            f"frame {index} is {image.shape[1]}x{image.shape[0]} (WxH) but frame 0 is "
+            f"{first_hw[1]}x{first_hw[0]}; frame sizes must not change within a sequence")
+    return image
+
+
+def check_outputs(boxes_path=None, video_path=None) -> None:
+    """Checks a run's outputs before any frame is tracked, so that a bad path fails at once.
+
+    Args:
+      boxes_path: the box file to write (`ctjax track --output`), or None.
+      video_path: the annotated video to write (`--video`), or None: its suffix must be one
+        of `VIDEO_SUFFIXES` and, for all but `.gif`, imageio with ffmpeg must be installed.
+
+    Raises:
+      ValueError: an unknown video suffix, or both outputs are the same file.
+      ImportError: the video needs imageio / imageio-ffmpeg, which are missing.
+      OSError: a path is a folder, or its folder cannot be created or written.
+    """
+    if boxes_path is not None:
+        paths.check_writable(boxes_path, "box file")
+    if video_path is None:
+        return
+    video = Path(video_path)
+    if video.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ValueError(f"video {video}: unknown suffix {video.suffix or '(none)'!r}; use one "
+                         f"of {', '.join(VIDEO_SUFFIXES)}")
+    if video.suffix.lower() != ".gif" and not all(
+            importlib.util.find_spec(m) for m in ("imageio", "imageio_ffmpeg")):
+        raise ImportError(f"writing {video.suffix} video needs imageio and imageio-ffmpeg: "
+                          "pip install 'ctjax[video]' (or write a .gif)")
+    if boxes_path is not None and video.resolve() == Path(boxes_path).resolve():
+        raise ValueError(f"the box file and the video are the same file {video}")
+    paths.check_writable(video, "video")
+
+
 def timed_loop(frames: Iterable[np.ndarray], init: Callable, step: Callable, init_box, *,
                progress: Callable[[int], None] | None = None,
                compile_seconds: float = 0.0) -> TrackResult:
     """Runs `init(image)` on the first frame and `step(image) -> (box, score)` on the rest.
 
-    Times each call (decoding excluded, timed separately) and collects the boxes; shared
-    by the JAX trackers and the OpenCV baseline so both are timed the same way.
+    Times each call (decoding and `check_frame` excluded, timed separately) and collects the
+    boxes; shared by the JAX trackers and the OpenCV baseline so both are timed the same way.
+
+    Raises:
+      FrameError: a frame is not (H, W, 3) uint8 or its size differs from the first frame's.
+      ValueError: there is no frame.
     """
     boxes, scores, times, decodes = [], [], [], []
     it = iter(frames)
+    first_hw = None
     while True:
         t0 = time.perf_counter()
         try:
             image = next(it)
         except StopIteration:
             break
+        image = check_frame(image, len(boxes), first_hw)
+        first_hw = image.shape[:2]
         t1 = time.perf_counter()
         if not boxes:
             init(image)

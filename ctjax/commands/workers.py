@@ -1,0 +1,149 @@
+"""Worker processes for `ctjax eval`: one per core, ended promptly by Ctrl-C or parent death.
+
+`run_pool(tasks, cores, run_task, on_event)` starts one spawned process per core (each calls
+`ctjax.runtime.configure(core=k)` first, so it is pinned and single-threaded), feeds them the
+tasks through a queue and reports each task's outcome to `on_event` in the parent as it
+arrives. What it guarantees, and why (`concurrent.futures.ProcessPoolExecutor` with a
+`multiprocessing.Manager` did neither: Ctrl-C waited for every queued task, and a killed
+parent left the workers and the manager process running for ever):
+
+* Ctrl-C: workers ignore SIGINT; the parent gets it, stops handing out tasks and ends the
+  workers (SIGTERM, which a worker turns into a normal exit so an atomic write in progress
+  removes its temporary file; SIGKILL after a grace period), then re-raises
+  `KeyboardInterrupt`. Results already written stay (every write is atomic).
+* Parent death (even `kill -9`): each worker asks Linux to SIGKILL it when its parent dies
+  (`prctl(PR_SET_PDEATHSIG)`) and, everywhere, a watchdog thread exits the worker once its
+  parent process id changes. No manager process is used.
+* A worker that dies (crash, out of memory) fails the task it was running, with its exit
+  code; the others go on. A task that raises is reported with its message; the others go on.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+PR_SET_PDEATHSIG = 1
+GRACE_SECONDS = 3.0
+
+
+def _follow_parent(parent_pid: int) -> None:
+    """Ends this process when `parent_pid` dies (prctl on Linux, plus a watchdog thread)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds: atomic writes remove their temporary files
+
+
+def _worker_main(core: int, parent_pid: int, run_task: Callable, initializer: Callable | None,
+                 tasks, events) -> None:
+    """A worker: pins itself, then runs `(index, args)` tasks until it reads None."""
+    _follow_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, _terminate)
+    if initializer is not None:
+        initializer(core)
+    for index, args in iter(tasks.get, None):
+        events.put((index, "start", os.getpid()))
+        try:
+            events.put((index, "done", run_task(*args)))
+        except Exception as e:  # reported to the parent, which names the task
+            events.put((index, "failed", f"{type(e).__name__}: {' '.join(str(e).split())}"))
+
+
+def run_pool(tasks: list[tuple], cores: list[int], run_task: Callable,
+             on_event: Callable[[int, str, Any], None], *,
+             initializer: Callable[[int], None] | None = None) -> None:
+    """Runs `run_task(*tasks[i])` for every i in one spawned worker per core.
+
+    Args:
+      tasks: argument tuples (picklable).
+      cores: one worker per entry, which `initializer(core)` receives in the worker.
+      run_task: a module-level function (picklable); its return value goes to `on_event`.
+      on_event: called in the parent as `on_event(i, "done", value)` or
+        `on_event(i, "failed", message)` (the task raised, or its worker died).
+      initializer: called once in each worker before its first task.
+
+    Raises:
+      KeyboardInterrupt: after the workers were ended (Ctrl-C in the parent).
+    """
+    ctx = multiprocessing.get_context("spawn")
+    task_queue, events = ctx.Queue(), ctx.Queue()
+    for i, args in enumerate(tasks):
+        task_queue.put((i, args))
+    procs = [ctx.Process(target=_worker_main, daemon=True, name=f"ctjax-worker-{core}",
+                         args=(core, os.getpid(), run_task, initializer, task_queue, events))
+             for core in cores]
+    for _ in procs:
+        task_queue.put(None)
+    for p in procs:
+        p.start()
+    pending, running = set(range(len(tasks))), {}  # task index -> worker pid
+    try:
+        while pending:
+            try:
+                index, kind, payload = events.get(timeout=0.5)
+            except queue.Empty:
+                _fail_dead(procs, running, pending, events, on_event)
+                continue
+            if index not in pending:
+                continue
+            if kind == "start":
+                running[index] = payload
+                continue
+            running.pop(index, None)
+            pending.discard(index)
+            on_event(index, kind, payload)
+    finally:
+        _end(procs)
+
+
+def _fail_dead(procs, running, pending, events, on_event) -> None:
+    """Fails the tasks of workers that died, and every task once no worker is left."""
+    codes = {p.pid: p.exitcode for p in procs}
+    if not events.empty():  # a worker's last events reach the pipe before it exits
+        return
+    for index, pid in list(running.items()):
+        if codes.get(pid) is not None:
+            del running[index]
+            pending.discard(index)
+            on_event(index, "failed", f"its worker process died (exit code {codes[pid]})")
+    if pending and all(code is not None for code in codes.values()):
+        for index in sorted(pending):
+            on_event(index, "failed", "no worker process left to run it")
+        pending.clear()
+
+
+def _end(procs) -> None:
+    """Ends the workers: SIGTERM, then SIGKILL after `GRACE_SECONDS`."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + GRACE_SECONDS
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()
