@@ -157,6 +157,12 @@ def check_writable(path: Path | str, what: str = "output file") -> Path:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{what} {path} is a folder; give a file name")
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(f"cannot write {what} {path}: {folder} is a file, "
+                                         "not a folder")
+            break
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".check")
