@@ -23,11 +23,11 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
-import queue
 import signal
 import sys
 import threading
 import time
+from multiprocessing import connection
 from typing import Any, Callable
 
 PR_SET_PDEATHSIG = 1
@@ -59,18 +59,22 @@ def _terminate(signum, frame):
 
 def _worker_main(core: int, parent_pid: int, run_task: Callable, initializer: Callable | None,
                  tasks, events) -> None:
-    """A worker: pins itself, then runs `(index, args)` tasks until it reads None."""
+    """A worker: pins itself, then runs `(index, args)` tasks until it reads None.
+
+    `events` is this worker's own pipe to the parent; `send` writes synchronously, so the
+    parent knows which task a worker was running even if it dies the next instant.
+    """
     _follow_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, _terminate)
     if initializer is not None:
         initializer(core)
     for index, args in iter(tasks.get, None):
-        events.put((index, "start", os.getpid()))
+        events.send((index, "start", None))
         try:
-            events.put((index, "done", run_task(*args)))
+            events.send((index, "done", run_task(*args)))
         except Exception as e:  # reported to the parent, which names the task
-            events.put((index, "failed", f"{type(e).__name__}: {' '.join(str(e).split())}"))
+            events.send((index, "failed", f"{type(e).__name__}: {' '.join(str(e).split())}"))
 
 
 def run_pool(tasks: list[tuple], cores: list[int], run_task: Callable,
@@ -90,50 +94,63 @@ def run_pool(tasks: list[tuple], cores: list[int], run_task: Callable,
       KeyboardInterrupt: after the workers were ended (Ctrl-C in the parent).
     """
     ctx = multiprocessing.get_context("spawn")
-    task_queue, events = ctx.Queue(), ctx.Queue()
+    task_queue = ctx.Queue()
     for i, args in enumerate(tasks):
         task_queue.put((i, args))
-    procs = [ctx.Process(target=_worker_main, daemon=True, name=f"ctjax-worker-{core}",
-                         args=(core, os.getpid(), run_task, initializer, task_queue, events))
-             for core in cores]
-    for _ in procs:
+    for _ in cores:
         task_queue.put(None)
-    for p in procs:
-        p.start()
-    pending, running = set(range(len(tasks))), {}  # task index -> worker pid
+    live = {}  # process -> the parent's end of its pipe
     try:
-        while pending:
-            try:
-                index, kind, payload = events.get(timeout=0.5)
-            except queue.Empty:
-                _fail_dead(procs, running, pending, events, on_event)
-                continue
-            if index not in pending:
-                continue
-            if kind == "start":
-                running[index] = payload
-                continue
-            running.pop(index, None)
+        for core in cores:
+            reader, writer = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker_main, daemon=True, name=f"ctjax-worker-{core}",
+                               args=(core, os.getpid(), run_task, initializer, task_queue,
+                                     writer))
+            proc.start()
+            writer.close()
+            live[proc] = reader
+        _serve(live, set(range(len(tasks))), on_event)
+    finally:
+        _end(list(live))
+        task_queue.cancel_join_thread()  # tasks never taken must not block our exit
+
+
+def _serve(live: dict, pending: set, on_event) -> None:
+    """Relays the workers' events until every task is done or failed."""
+    running: dict = {}  # process -> index of the task it runs
+    while pending:
+        waitables = list(live.values()) + [p.sentinel for p in live]
+        ready = set(connection.wait(waitables, timeout=1.0))
+        for proc, reader in list(live.items()):
+            if reader in ready or proc.sentinel in ready:
+                _drain(proc, reader, running, pending, on_event)
+            if proc.sentinel in ready:  # the worker ended: its last events were read above
+                index = running.pop(proc, None)
+                if index is not None and index in pending:
+                    pending.discard(index)
+                    on_event(index, "failed", "its worker process died (exit code "
+                                              f"{proc.exitcode})")
+                del live[proc]
+        if pending and not live:
+            for index in sorted(pending):
+                on_event(index, "failed", "no worker process left to run it")
+            pending.clear()
+
+
+def _drain(proc, reader, running, pending, on_event) -> None:
+    while True:
+        try:
+            if not reader.poll():
+                return
+            index, kind, payload = reader.recv()
+        except (EOFError, OSError):
+            return
+        if kind == "start":
+            running[proc] = index
+        elif index in pending:
+            running.pop(proc, None)
             pending.discard(index)
             on_event(index, kind, payload)
-    finally:
-        _end(procs)
-
-
-def _fail_dead(procs, running, pending, events, on_event) -> None:
-    """Fails the tasks of workers that died, and every task once no worker is left."""
-    codes = {p.pid: p.exitcode for p in procs}
-    if not events.empty():  # a worker's last events reach the pipe before it exits
-        return
-    for index, pid in list(running.items()):
-        if codes.get(pid) is not None:
-            del running[index]
-            pending.discard(index)
-            on_event(index, "failed", f"its worker process died (exit code {codes[pid]})")
-    if pending and all(code is not None for code in codes.values()):
-        for index in sorted(pending):
-            on_event(index, "failed", "no worker process left to run it")
-        pending.clear()
 
 
 def _end(procs) -> None:
