@@ -14,9 +14,9 @@ the death of this process ends the workers at once (`ctjax.commands.workers`).
 
 Resuming: a result is reused only if its `.json` holds the same **key**, i.e. it was made by
 the same preset, weights (SHA-256 of the file or folder), tracker config, sequence (full path,
-frame count, initial box, frame file names and sizes) and code (ctjax version and a SHA-256
-of its Python sources), and its box file is intact (right length, same checksum). Anything
-else is rerun, with a line saying why. Every file is written atomically (unique temporary
+frame count, initial box, frame file names and sizes) and code (ctjax version, jax and jaxlib
+versions, a SHA-256 of ctjax's Python sources), and its box file is intact (right length,
+same checksum). Anything else is rerun, with a line saying why. Every file is written atomically (unique temporary
 name, then rename; normal permissions), so an interrupted or concurrent evaluation never
 leaves a partial result.
 
@@ -89,7 +89,10 @@ def add_arguments(p) -> None:
 
 
 def code_version() -> dict:
-    """The ctjax version, a SHA-256 of its Python sources, and the git commit (or None)."""
+    """The ctjax version, a SHA-256 of its Python sources, the jax and jaxlib versions (XLA's
+    numerics are part of a result), and the git commit (informative only, or None)."""
+    from importlib import metadata
+
     h = hashlib.sha256()
     for f in sorted(_ROOT.rglob("*.py")):
         h.update(str(f.relative_to(_ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
@@ -99,8 +102,14 @@ def code_version() -> dict:
     except (OSError, subprocess.SubprocessError):
         commit = None
     import ctjax
-    return {"ctjax_version": ctjax.__version__, "source_sha256": h.hexdigest(),
-            "git_commit": commit}
+    jax_versions = []
+    for package in ("jax", "jaxlib"):
+        try:
+            jax_versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            jax_versions.append(f"{package} missing")
+    return {"ctjax_version": f"{ctjax.__version__} ({', '.join(jax_versions)})",
+            "source_sha256": h.hexdigest(), "git_commit": commit}
 
 
 def tracker_fingerprint(spec: TrackerSpec, built=None) -> dict:
