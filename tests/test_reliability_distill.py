@@ -72,6 +72,14 @@ def test_a_bad_override_writes_nothing(tmp_path, capsys):
     assert not workdir.exists()  # the workdir is still usable with a corrected override
 
 
+def test_stop_after_must_be_positive(tmp_path, capsys):
+    code = commands.main(["distill", "--config", f"{SPEC}:smoke", "--workdir",
+                          str(tmp_path / "run"), "--stop-after", "-3"], one_line_errors=True)
+    assert code == 2 and "--stop-after must be a positive number of steps, got -3" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("content, message", [
     ("", "run config .*config.json is empty"),
     ("   \n", "run config .*config.json is empty"),

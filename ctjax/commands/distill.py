@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Runs `ctjax distill`; returns the exit status."""
+    if args.stop_after is not None and args.stop_after <= 0:
+        raise ValueError(f"--stop-after must be a positive number of steps, got {args.stop_after}")
     if args.single_core:  # before jax is imported, so the XLA flags take effect
         from ctjax import runtime
         print(runtime.configure(single_thread=True).summary())
