@@ -25,6 +25,7 @@ the median score of the first `warmup` tracked frames falls below the preset's t
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -154,8 +155,19 @@ _COMPILED: dict[tuple, _Steps] = {}
 def _weights_key(weights) -> str | None:
     if weights is None:
         return None
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(f"weights must be None, a name or a path, got {type(weights).__name__}")
     path = Path(weights).expanduser()
     return str(path.resolve()) if path.exists() else str(weights)
+
+
+def _built(preset: str, weights, config) -> presets.BuiltTracker:
+    """The preset built once per (preset, weights, config): weights are read here."""
+    key = (preset, _weights_key(weights), config)
+    if key not in _BUILT:
+        opts = {} if config is None else {"config": config}
+        _BUILT[key] = presets.build(preset, weights=weights, **opts)
+    return _BUILT[key]
 
 
 def _fused_step(tracker, params, carry, frame, threshold):
@@ -182,14 +194,10 @@ def compiled_steps(preset: str, *, weights=None, config=None, canvas_hw: tuple[i
       `step(params, (state, conf), frame, threshold) -> ((state, conf), box, raw, relative,
       ok)`, and the `BuiltTracker` whose `params` they take.
     """
-    build_key = (preset, _weights_key(weights), config)
-    key = (*build_key, tuple(canvas_hw), int(warmup))
+    key = (preset, _weights_key(weights), config, tuple(canvas_hw), int(warmup))
     if key in _COMPILED:
         return _COMPILED[key]
-    if build_key not in _BUILT:
-        opts = {} if config is None else {"config": config}
-        _BUILT[build_key] = presets.build(preset, weights=weights, **opts)
-    built = _BUILT[build_key]
+    built = _built(preset, weights, config)
     if hasattr(built.config, "canvas_hw"):
         built = built._replace(config=dataclasses.replace(built.config,
                                                           canvas_hw=tuple(canvas_hw)))
@@ -217,7 +225,10 @@ class Tracker:
       confidence: the lost/ok rule (None: the preset's calibrated `CONFIDENCE` entry).
 
     Raises:
-      ValueError: unknown preset or color; weights the preset cannot read.
+      ValueError: unknown preset or color; weights the preset cannot read
+        (`ctjax.models.weights.WeightFileError`, `ctjax.models.student.StudentFileError`).
+      FileNotFoundError: weights or data the preset needs are missing
+        (`ctjax.paths.DataNotFoundError`, naming the path and `CTJAX_DATA`).
     """
 
     def __init__(self, preset: str = "feco", weights=None, color: str = "rgb", *,
@@ -227,6 +238,7 @@ class Tracker:
         if preset not in presets.available():
             raise ValueError(f"unknown tracker preset {preset!r}; choose one of "
                              f"{sorted(presets.available())}")
+        _built(preset, weights, config)  # reads the weights now: errors before any frame
         self.preset, self.weights, self.color, self.config = preset, weights, color, config
         self.confidence = confidence or confidence_rule(preset)
         self._steps = self._carry = self._hw = None

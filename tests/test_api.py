@@ -183,6 +183,10 @@ def test_bad_input_errors_name_the_problem(demo):
         ctjax.Tracker("no-such-preset")
     with pytest.raises(ValueError, match="color"):
         ctjax.Tracker("gradhist", color="hsv")
+    with pytest.raises((ValueError, FileNotFoundError), match="no_such_student"):
+        ctjax.Tracker("cfvggm", weights="/nowhere/no_such_student")      # before any frame
+    with pytest.raises(ValueError, match="weights must be"):
+        ctjax.Tracker("cfvggm", weights=3)
 
 
 def test_import_ctjax_does_not_import_jax():
