@@ -23,7 +23,9 @@ from ctjax.api import Tracker
 GOT10K_HINT = "pip install got10k"
 
 
-def _base_class():
+def require_got10k():
+    """`got10k.trackers.Tracker`, or an ImportError saying how to install the toolkit (for
+    callers that check optional dependencies before a run starts)."""
     try:
         from got10k.trackers import Tracker as Got10kTracker
     except ImportError as e:
@@ -56,7 +58,7 @@ def got10k_tracker(preset: str = "feco", weights=None, *, name: str | None = Non
       ImportError: got10k is not installed (the message says how to install it).
       ValueError: unknown preset (as `ctjax.Tracker`).
     """
-    base = _base_class()
+    base = require_got10k()
 
     class CtjaxGot10kTracker(base):
         """ctjax behind the GOT-10k toolkit's tracker interface."""
