@@ -125,6 +125,7 @@ def _serve(live: dict, pending: set, on_event) -> None:
             if reader in ready or proc.sentinel in ready:
                 _drain(proc, reader, running, pending, on_event)
             if proc.sentinel in ready:  # the worker ended: its last events were read above
+                proc.join(5.0)  # its files close a moment before its exit code is reapable
                 index = running.pop(proc, None)
                 if index is not None and index in pending:
                     pending.discard(index)
