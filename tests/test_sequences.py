@@ -75,12 +75,13 @@ def test_frames_are_rgb_uint8(tmp_path, mode, suffix):
 def test_frames_sorted_numerically(tmp_path):
     root = tmp_path / "s"
     (root / "img").mkdir(parents=True)
-    for i in (1, 2, 10):
+    for i in range(1, 11):
         Image.new("L", (8, 8), i).save(root / "img" / f"{i}.png")
-    (root / "groundtruth_rect.txt").write_text("1,1,2,2\n" * 3)
+    (root / "groundtruth_rect.txt").write_text("1,1,2,2\n" * 10)
     seq = sequences.load_sequence(root)
-    assert [p.name for p in seq.frame_paths] == ["1.png", "2.png", "10.png"]
-    assert seq.frame(2)[0, 0, 0] == 10
+    assert [p.name for p in seq.frame_paths] == [f"{i}.png" for i in range(1, 11)]
+    assert seq.frame(9)[0, 0, 0] == 10
+    assert seq.frame(1)[0, 0, 0] == 2
 
 
 def test_missing_folder_img_and_box_file(tmp_path):
