@@ -112,12 +112,12 @@ def test_any_frame_size_tracks_and_compiles_once_per_bucket(demo):
 def test_canvas_size_does_not_change_the_track(demo):
     frames, gt = demo
     small = run(ctjax.Tracker("gradhist"), frames, gt[0])           # 480x640 bucket
-    steps = api.compiled_steps("gradhist", canvas_hw=(720, 1280))
-    state = steps.init(steps.built.params, crop.to_canvas(frames[0], (720, 1280)),
+    steps = api.compiled_steps("gradhist", canvas_hw=(1088, 1920))   # compiled above
+    state = steps.init(steps.built.params, crop.to_canvas(frames[0], (1088, 1920)),
                        np.float32(gt[0]))
     carry = (state, api.confidence.confidence_init(api.DEFAULT_CONFIDENCE.warmup))
     for f, u in zip(frames[1:], small):
-        carry, box, *_ = steps.step(steps.built.params, carry, crop.to_canvas(f, (720, 1280)),
+        carry, box, *_ = steps.step(steps.built.params, carry, crop.to_canvas(f, (1088, 1920)),
                                     np.float32(0.3))
         np.testing.assert_allclose(box, u.box, atol=1e-4)
 

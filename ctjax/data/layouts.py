@@ -5,13 +5,18 @@ float64 boxes x,y,w,h with a **1-based** top-left, NaN rows where a frame has no
 truth), so `ctjax.trackers.run` and `ctjax.evaluation` treat them alike. Frame i (0-based) of
 a sequence is row i of its boxes; building that alignment is this module's job:
 
-| layout | folder | frames | boxes |
-|---|---|---|---|
-| `otb` | `<seq>/img/0001.jpg` (`Board`: 5 digits) | the sequence config's range (`OTB_RANGES`), else all | `groundtruth_rect.txt`; two targets as `groundtruth_rect.1.txt` / `.2.txt` -> sequences `<seq>-1`, `<seq>-2` |
-| `uav123` | `data_seq/<subset>/<video>/000001.jpg` | sub-sequences `<video>_<k>` from `UAV123_RANGES` (UAV123_10fps: the same ranges at a third) | `anno/<subset>/<name>.txt` |
-| `got10k` | `[<split>/]<seq>/00000001.jpg` | all | `groundtruth.txt` (test split: first row only); `absence.label` rows -> NaN |
-| `lasot` | `[<class>/]<class>-<n>/img/00000001.jpg` | all | `groundtruth.txt`; `full_occlusion.txt` or `out_of_view.txt` rows -> NaN |
-| `vot` | `<seq>/color/00000001.jpg` or `<seq>/00000001.jpg` | all | `groundtruth.txt`: 0-based rectangles or polygons -> axis-aligned enclosing boxes (+1) |
+* `otb`: `<seq>/img/0001.jpg` (`Board`: 5 digits) and `groundtruth_rect.txt`; frames from
+  the sequence config's range (`OTB_RANGES`), else all; two targets as
+  `groundtruth_rect.1.txt` / `.2.txt` give sequences `<seq>-1` and `<seq>-2`.
+* `uav123`: `data_seq/<subset>/<video>/000001.jpg` and `anno/<subset>/<name>.txt`;
+  sub-sequences `<video>_<k>` take their frames from `UAV123_RANGES` (UAV123_10fps: the same
+  ranges at a third).
+* `got10k`: `[<split>/]<seq>/00000001.jpg` and `groundtruth.txt` (test split: the first row
+  only); frames flagged in `absence.label` get NaN rows.
+* `lasot`: `[<class>/]<class>-<n>/img/00000001.jpg` and `groundtruth.txt`; frames flagged in
+  `full_occlusion.txt` or `out_of_view.txt` get NaN rows.
+* `vot`: `<seq>/color/00000001.jpg` or `<seq>/00000001.jpg` and `groundtruth.txt`: 0-based
+  rectangles, or polygons turned into their axis-aligned enclosing boxes (+1 pixel).
 
 Absent-target rows become NaN (as the GOT-10k toolkit and pysot's LaSOT benchmark score
 only frames with a visible target) unless `keep_absent=True`. Box rows with non-positive
