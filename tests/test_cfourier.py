@@ -333,6 +333,22 @@ def test_reg_filter_matches_eco_get_reg_filter(support, target):
         np.testing.assert_allclose(np.asarray(traced.kernel), ref, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("support,target", [
+    ((208, 208), (40.0, 16.0)), ((212, 212), (30.0, 30.0)), ((217, 217), (20.3, 81.7)),
+    ((250, 250), (9.0, 120.0))])
+def test_reg_filter_kernel_is_a_cross(support, target):
+    """The window is a function of y plus one of x, so its DFT is zero off the axes `kx = 0`,
+    `ky = 0`: ECO's solver may convolve with the centre row and column only
+    (`eco_filter.CrossKernel`). Host and traced paths."""
+    host = cf.reg_filter(support, target).kernel
+    traced = jax.jit(lambda t: cf.reg_filter(support, t))(jnp.asarray(target, jnp.float32))
+    for k in (np.asarray(host), np.asarray(traced.kernel)):
+        off = np.ones(k.shape, bool)
+        off[k.shape[0] // 2, :] = off[:, k.shape[1] // 2] = False
+        assert np.all(k[off] == 0)
+        assert np.count_nonzero(k) >= 3
+
+
 def test_reg_filter_kernel_bound():
     with pytest.raises(ValueError, match="max_kernel"):
         cf.reg_filter((250, 250), (55.0, 55.0), max_kernel=(3, 3))

@@ -235,6 +235,55 @@ def test_reg_operator_matches_eco_lhs_operation(ho, wh, k):
         np.testing.assert_allclose(got[1], 2 * want, rtol=1e-11, atol=1e-12)
 
 
+def random_cross(rng, kh, kw):
+    """A random `(kh, kw)` kernel that is zero off its centre row and column."""
+    k = np.zeros((kh, kw))
+    k[:, kw // 2] = rng.standard_normal(kh)
+    k[kh // 2, :] = rng.standard_normal(kw)
+    return k
+
+
+@pytest.mark.parametrize("ho,wh,ksize", [(9, 5, (3, 5)), (7, 4, (5, 5)), (5, 2, (5, 3)),
+                                          (13, 7, (7, 7)), (9, 5, (1, 7)), (9, 5, (7, 1))])
+def test_cross_kernel_reg_operator_is_the_dense_one(ho, wh, ksize):
+    """`apply_reg` with `cross_kernel(k)` (Kh + Kw - 1 taps) equals the full convolution with
+    the dense k, general (non-Hermitian kx = 0 column) filters and leading axes included."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(11)
+        k = random_cross(rng, *ksize)
+        h = rng.standard_normal((2, ho, wh, 3)) + 1j * rng.standard_normal((2, ho, wh, 3))
+        cross = ef.cross_kernel(jnp.asarray(k))
+        np.testing.assert_array_equal(np.asarray(cross.col), k[:, ksize[1] // 2])
+        np.testing.assert_array_equal(np.asarray(cross.row), k[ksize[0] // 2])
+        got = np.asarray(jax.jit(ef.apply_reg)(jnp.asarray(h), cross))
+        # the oracle: <a, W^H W h> = <W E a, W E h> with scipy's full convolution
+        for s in range(2):
+            a = rng.standard_normal((ho, wh, 3)) + 1j * rng.standard_normal((ho, wh, 3))
+            want = sum(np.sum(np.real(np.conj(convolve2d(full_np(a)[..., c], k))
+                                      * convolve2d(full_np(h[s])[..., c], k)))
+                       for c in range(3))
+            assert ip_np(a, got[s]) == pytest.approx(want, rel=1e-11)
+        dense = np.asarray(jax.jit(ef.apply_reg)(jnp.asarray(h), jnp.asarray(k)))
+        np.testing.assert_allclose(got, dense, rtol=1e-12, atol=1e-13)
+
+
+def test_filter_lhs_with_cross_kernels_matches_the_dense_least_squares():
+    """The normal operator with `CrossKernel`s (as the tracker passes them), against M^T M."""
+    with jax.enable_x64(True):
+        samples, w, _, y = make_problem(9, num_samples=7)  # 7: the sample loop's odd chunks
+        rng = np.random.default_rng(9)
+        kernels = [random_cross(rng, 3, 5), random_cross(rng, 5, 3)]
+        shapes = shapes_of(samples)
+        n = sum(2 * int(np.prod(s)) for s in shapes)
+        m, _ = jacobian(
+            lambda v: filter_residual(unpack(v, shapes), samples, w, kernels, full_np(y)), n)
+        cross = tuple(ef.cross_kernel(jnp.asarray(k)) for k in kernels)
+        op = jax.jit(lambda v: ef.filter_lhs(v, to_j(samples), jnp.asarray(w), cross))
+        lhs = dense_operator(lambda e: pack(op(to_j(unpack(e, shapes)))), n)
+        np.testing.assert_allclose(metric(shapes)[:, None] * lhs, m.T @ m, rtol=1e-10,
+                                   atol=1e-10)
+
+
 def test_projection_operator_adjoint():
     with jax.enable_x64(True):
         rng = np.random.default_rng(4)

@@ -232,8 +232,8 @@ def make_tracker(config: EcoConfig, features) -> Tracker:
         reg, reg_energy = (rf.kernel,) * n_blocks, (rf.energy,) * n_blocks
         proj_xf = tuple(jnp.einsum("hwc,cd->hwd", x, P) for x, P in zip(xlf, projection))
         energy = tuple(jnp.real(x * jnp.conj(x)) for x in proj_xf)
-        hf, projection = eco_filter.train_joint(xlf, yf, reg, projection, energy, reg_energy,
-                                                settings=config.filter)
+        hf, projection = eco_filter.train_joint(xlf, yf, _cross(reg), projection, energy,
+                                                reg_energy, settings=config.filter)
         proj_xf = tuple(jnp.einsum("hwc,cd->hwd", x, P) for x, P in zip(xlf, projection))
         memory = sample_space.init_sample_space(
             tuple(x.shape for x in proj_xf), config.num_samples)
@@ -279,7 +279,7 @@ def make_tracker(config: EcoConfig, features) -> Tracker:
 
         def train(_):
             return eco_filter.train_filter(state.hf, state.cg, memory.samplesf,
-                                           memory.prior_weights, state.yf, state.reg,
+                                           memory.prior_weights, state.yf, _cross(state.reg),
                                            energy, state.reg_energy, settings=config.filter)
 
         hf, cg = jax.lax.cond(train_now, train, lambda _: (state.hf, state.cg), None)
@@ -296,6 +296,12 @@ def make_tracker(config: EcoConfig, features) -> Tracker:
         return new, box, score
 
     return Tracker(init_fn=init_fn, step_fn=step_fn)
+
+
+def _cross(reg: tuple) -> tuple:
+    """The regularisation kernels as `eco_filter.CrossKernel`s: `cfourier.reg_filter`'s kernel
+    is zero off its centre row and column, so the solver convolves with 13 taps, not 49."""
+    return tuple(eco_filter.cross_kernel(k) for k in reg)
 
 
 def _is_color(frame: Frame, pos, size) -> jnp.ndarray:

@@ -14,7 +14,9 @@ it stands for has `Wo = 2 Wh - 1` columns. Per feature block `d` (a tuple over b
                 `d` (ECO builds one label per block from that block's `ky`, `kx`);
 * `reg[d]`      `(Kh, Kw)` real, odd sizes, centred: the DFT of the spatial regularisation
                 window (`ctjax.ops.cfourier.reg_filter(...).kernel`), and
-                `reg_energy[d] = sum(reg[d] ** 2)`.
+                `reg_energy[d] = sum(reg[d] ** 2)`. The solvers also take a `CrossKernel`
+                (`cross_kernel(reg[d])`), the same operator with fewer taps for a kernel
+                that is zero off its centre row and column, as ECO's always are.
 
 The output grid is `(max Ho_d, max Wh_d)`; block `d` sits at rows `(Ho - Ho_d) // 2 ...` and
 columns `0 .. Wh_d - 1`. The response to sample `s` is `r_s = sum_d pad(sum_c hf_dc x_sdc)`
@@ -49,7 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import jax.numpy as jnp
 from jax import lax
@@ -174,20 +176,82 @@ def apply_data_adjoint(rf: jnp.ndarray, samplesf: Sequence[jnp.ndarray]) -> tupl
     return tuple(out)
 
 
-def _correlate_valid(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+class CrossKernel(NamedTuple):
+    """A regularisation kernel that is zero off its centre row and column.
+
+    ECO's kernels always are: the spatial window is a function of y plus a function of x
+    (`ctjax.ops.cfourier.reg_filter`), so its DFT lives on the axes `kx = 0` and `ky = 0`
+    (the sparsity threshold zeroes the round-off elsewhere). Convolving with the cross takes
+    `Kh + Kw - 1` taps instead of `Kh Kw` (13 instead of 49 for 7 x 7).
+
+    Attributes:
+      col: `(Kh,)` the kernel's centre column (`kx = 0`), odd `Kh`.
+      row: `(Kw,)` its centre row (`ky = 0`), odd `Kw`; `row[Kw // 2] == col[Kh // 2]`.
+    """
+    col: jnp.ndarray
+    row: jnp.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.col.shape[0], self.row.shape[0]
+
+
+def cross_kernel(kernel: jnp.ndarray) -> CrossKernel:
+    """The centre row and column of a `(Kh, Kw)` kernel (odd sizes), as a `CrossKernel`.
+
+    Only for kernels that are zero elsewhere (e.g. `cfourier.reg_filter`'s): the rest is
+    dropped.
+    """
+    kh, kw = kernel.shape
+    return CrossKernel(kernel[:, kw // 2], kernel[kh // 2, :])
+
+
+def _flip_kernel(kernel):
+    if isinstance(kernel, CrossKernel):
+        return CrossKernel(jnp.flip(kernel.col), jnp.flip(kernel.row))
+    return jnp.flip(kernel)
+
+
+def _correlate_valid(x: jnp.ndarray, kernel) -> jnp.ndarray:
     """Valid 2-D cross-correlation over the `(H, W)` axes of `(..., H, W, C)` with a real kernel.
 
-    A sum of `Kh Kw` shifted slices, which XLA fuses into one loop; on CPU this is several
-    times faster than `lax.conv_general_dilated` with one channel per (re, im, channel) map.
+    A sum of shifted slices (`Kh Kw` of them, or `Kh + Kw - 1` for a `CrossKernel`), which
+    XLA fuses into one loop; on CPU this is several times faster than
+    `lax.conv_general_dilated` with one channel per (re, im, channel) map.
     """
     kh, kw = kernel.shape
     h, w = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
-    kernel = kernel.astype(jnp.real(x).dtype)
+    rdtype = jnp.real(x).dtype
+    if isinstance(kernel, CrossKernel):
+        col, row = kernel.col.astype(rdtype), kernel.row.astype(rdtype)
+        cy, cx = kh // 2, kw // 2
+        # The centre tap is in both the row and the column: count it once.
+        out = -row[cx] * x[..., cy:cy + h, cx:cx + w, :]
+        for i in range(kh):
+            out = out + col[i] * x[..., i:i + h, cx:cx + w, :]
+        for j in range(kw):
+            out = out + row[j] * x[..., cy:cy + h, j:j + w, :]
+        return out
+    kernel = kernel.astype(rdtype)
     out = jnp.zeros(x.shape[:-3] + (h, w, x.shape[-1]), x.dtype)
     for i in range(kh):
         for j in range(kw):
             out = out + kernel[i, j] * x[..., i:i + h, j:j + w, :]
     return out
+
+
+def _materialize(x: jnp.ndarray, like: jnp.ndarray) -> jnp.ndarray:
+    """`x` unchanged, computed once when several shifted slices of it are read.
+
+    XLA CPU fuses a producer made of cheap elementwise ops into every consumer, so a
+    correlation reading `K` shifted slices of another correlation would recompute it `K`
+    times (169 taps per element instead of 26 for two 13-tap crosses). A division is
+    "expensive" to XLA's fusion heuristics, so dividing by a traced exact 1 (`exp(0)`, made
+    from `like` so it is not constant-folded) keeps `x` a materialised array.
+    (`lax.optimization_barrier` does not stop this fusion on CPU.)
+    """
+    one = jnp.exp(0 * jnp.sum(like)).astype(jnp.real(x).dtype)
+    return x / one
 
 
 def apply_reg(hf: jnp.ndarray, reg_kernel: jnp.ndarray) -> jnp.ndarray:
@@ -201,7 +265,8 @@ def apply_reg(hf: jnp.ndarray, reg_kernel: jnp.ndarray) -> jnp.ndarray:
 
     Args:
       hf: `(..., Ho, Wh, C)` complex half spectrum, odd `Ho`.
-      reg_kernel: `(Kh, Kw)` real, odd sizes, centred (`ky = kx = 0` at the middle).
+      reg_kernel: `(Kh, Kw)` real, odd sizes, centred (`ky = kx = 0` at the middle), or a
+        `CrossKernel` (the same operator for a kernel that is zero off its axes, fewer taps).
 
     Returns:
       `(..., Ho, Wh, C)` complex.
@@ -216,7 +281,10 @@ def apply_reg(hf: jnp.ndarray, reg_kernel: jnp.ndarray) -> jnp.ndarray:
     pad = [(kh - 1, kh - 1), (2 * (kw - 1) - m, kw - 1), (0, 0)]
     ext = jnp.pad(ext, [(0, 0)] * len(lead) + pad)
     # W: true convolution = correlation with the flipped kernel; W^H: correlation.
-    g = _correlate_valid(_correlate_valid(ext, jnp.flip(reg_kernel)), reg_kernel)
+    wext = _correlate_valid(ext, _flip_kernel(reg_kernel))
+    if isinstance(reg_kernel, CrossKernel):
+        wext = _materialize(wext, reg_kernel.row)
+    g = _correlate_valid(wext, reg_kernel)
     out = g[..., :, kw - 1:, :]
     m2 = min(kw - 1, wh - 1)
     if m2 > 0:
@@ -239,7 +307,7 @@ def filter_lhs(hf, samplesf, sample_weights, reg) -> tuple:
       hf: per block `(Ho_d, Wh_d, Cp_d)` complex.
       samplesf: per block `(S, Ho_d, Wh_d, Cp_d)` complex.
       sample_weights: `(S,)` real.
-      reg: per block `(Kh, Kw)` real reg kernel.
+      reg: per block `(Kh, Kw)` real reg kernel or `CrossKernel`.
 
     Returns:
       Tuple shaped like `hf`.
