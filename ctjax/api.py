@@ -66,7 +66,8 @@ def _train(threshold: float, precision: float, recall: float, lost: int, flagged
 # Calibrated on the TRAIN split only (5 sequences, 2,772 tracked frames, through this api):
 # per preset, the threshold (0.05..1.00 in steps of 0.01, warm-up 10) with the best F1 of
 # ok=False as a predictor of IoU = 0. Presets that rarely lose the target there (feco,
-# cfvggm, eco-hc: 4-10 such frames) have thresholds resting on a handful of events.
+# cfvggm, eco-hc: 4-10 such frames) have thresholds resting on a handful of events. With the
+# thresholds frozen, the eval split (README, "Python API") shows the rule misses most drifts.
 CONFIDENCE: dict[str, ConfidenceRule] = {
     "feco": _train(0.30, 0.28, 0.70, 10, 25),
     "cfvggm": _train(0.30, 0.11, 0.50, 6, 28),
