@@ -300,6 +300,29 @@ def filter_inner(af: Sequence[jnp.ndarray], bf: Sequence[jnp.ndarray]) -> jnp.nd
     return sum(full_inner(a, b) for a, b in zip(af, bf))
 
 
+_CHUNK = 5  # samples per iteration of `_data_normal`'s loop (the largest divisor of S up to it)
+
+
+def _data_normal(hf, samplesf, sample_weights) -> tuple:
+    """`A^H Gamma A hf` (`apply_data_adjoint(apply_data(hf, x) * w, x)`), one sample at a time.
+
+    A loop over the sample axis reads each sample once, while it is in cache, for both
+    operators; the batched form streams the whole memory (megabytes) twice and XLA CPU
+    materialises the product of the adjoint before summing it over the samples.
+    """
+    out_hw = _grid_hw(hf)
+    num = samplesf[0].shape[0]
+    k = max(c for c in range(1, _CHUNK + 1) if num % c == 0)
+
+    def body(i, acc):
+        x = tuple(lax.dynamic_slice_in_dim(s, i * k, k) for s in samplesf)
+        w = lax.dynamic_slice_in_dim(sample_weights, i * k, k).astype(jnp.real(hf[0]).dtype)
+        r = apply_data(hf, x) * w[:, None, None]
+        return tuple(a + g for a, g in zip(acc, apply_data_adjoint(r, x)))
+
+    return lax.fori_loop(0, num // k, body, tuple(jnp.zeros_like(h) for h in hf))
+
+
 def filter_lhs(hf, samplesf, sample_weights, reg) -> tuple:
     """`(A^H Gamma A + W^H W) hf` (ECO `lhs_operation.m`).
 
@@ -312,8 +335,7 @@ def filter_lhs(hf, samplesf, sample_weights, reg) -> tuple:
     Returns:
       Tuple shaped like `hf`.
     """
-    sh = apply_data(hf, samplesf) * sample_weights[:, None, None]
-    data = apply_data_adjoint(sh, samplesf)
+    data = _data_normal(hf, samplesf, sample_weights)
     return tuple(a + apply_reg(h, k) for a, h, k in zip(data, hf, reg))
 
 
@@ -330,7 +352,9 @@ def filter_rhs(samplesf, sample_weights, yf) -> tuple:
     """
     out = []
     for x, y in zip(samplesf, yf):
-        xbar = jnp.sum(sample_weights[:, None, None, None] * x, axis=0)
+        # A matrix-vector product reads the memory once (a weighted sum over the sample axis
+        # is materialised before it is reduced on XLA CPU).
+        xbar = jnp.tensordot(sample_weights.astype(x.dtype), x, axes=1, precision=_HI)
         out.append(jnp.conj(xbar) * y[..., None])
     return tuple(out)
 
