@@ -1,5 +1,8 @@
 """`ctjax distill`: offline distillation of a student (fidelity + tracking loss); resumes when
---workdir holds a checkpoint."""
+--workdir holds a checkpoint. Batches are sharded over every device; several processes (hosts)
+join one run with --coordinator/--num-processes/--process-id (or JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES, JAX_PROCESS_ID, or --distributed under SLURM / Open MPI), all with the
+same --config and a shared --workdir."""
 
 from __future__ import annotations
 
@@ -22,6 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--single-core", action="store_true",
                         help="pin the process to one CPU core (ctjax.runtime.configure)")
     parser.add_argument("--no-progress", action="store_true")
+    group = parser.add_argument_group("several processes (hosts); see README 'Beyond one machine'")
+    group.add_argument("--coordinator", default=None,
+                       help="HOST:PORT of process 0 (default $JAX_COORDINATOR_ADDRESS)")
+    group.add_argument("--num-processes", type=int, default=None,
+                       help="processes in the run (default $JAX_NUM_PROCESSES)")
+    group.add_argument("--process-id", type=int, default=None,
+                       help="this process, 0..N-1 (default $JAX_PROCESS_ID)")
+    group.add_argument("--distributed", action="store_true",
+                       help="let jax detect the processes (SLURM, Open MPI, Cloud TPU)")
     return parser
 
 
@@ -32,12 +44,17 @@ def run(args) -> int:
     if args.single_core:  # before jax is imported, so the XLA flags take effect
         from ctjax import runtime
         print(runtime.configure(single_thread=True).summary())
+    from ctjax.distill import parallel
     from ctjax.distill.config import load_config
     from ctjax.distill.loop import train_and_evaluate
 
-    config = load_config(args.config)
+    config = load_config(args.config)  # a bad config fails before joining the other processes
+    hosts = parallel.initialize(args.coordinator, args.num_processes, args.process_id,
+                                auto=args.distributed)  # before any computation
     summary = train_and_evaluate(config, args.workdir, stop_after=args.stop_after,
                                  progress=not args.no_progress, cache_dir=args.cache_dir)
+    if hosts.index != 0:
+        return 0
     print(json.dumps({k: summary[k] for k in ("name", "steps", "complete", "wall_time_s",
                                               "final_train", "final_val")}, indent=1))
     return 0

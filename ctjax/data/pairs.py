@@ -15,7 +15,9 @@ output pixel i samples the image at c - window/2 + (i + 0.5) window/out, bilinea
 replicated, `antialias`² taps per pixel when shrinking), rounded to uint8. Box conventions:
 `ctjax.boxes` (1-based OTB x,y,w,h in, 0-based (y, x) centres inside).
 
-Batches are pure functions of `(seed, index)`, so a resumed run sees the same data.
+Batches are pure functions of `(seed, index)`, so a resumed run sees the same data, and each
+row of a batch is a pure function of `(seed, index, row)`, so the hosts of a multi-host run each
+draw their own rows of the same global batch (`PairSampler.batch(..., rows=)`).
 """
 
 from __future__ import annotations
@@ -175,9 +177,25 @@ class PairSampler:
                 "shift": np.asarray(out["shift"], np.float32),
                 "index": np.asarray(out["index"], np.int32)}
 
-    def batch(self, seed: int, index: int, n: int) -> dict[str, np.ndarray]:
-        """The batch number `index` of stream `seed`: a pure function of its arguments."""
-        return self.sample(np.random.default_rng([seed, index]), n)
+    def batch(self, seed: int, index: int, n: int,
+              rows: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+        """Rows `rows` (default all) of the batch number `index` of stream `seed`.
+
+        Row i is drawn from its own generator, seeded by (seed, index, i), so it is a pure
+        function of those three numbers: a host of a multi-host run draws only the rows its
+        devices hold (`ctjax.distill.parallel.local_rows`), and the global batch is the same
+        whatever the number of hosts.
+
+        Returns:
+            `sample`'s dict with len(rows) entries, in the order of `rows`.
+        """
+        rows = range(n) if rows is None else [int(i) for i in rows]
+        if any(not 0 <= i < n for i in rows):
+            raise ValueError(f"rows must lie in 0..{n - 1}, got {list(rows)}")
+        parts = [self.sample(np.random.default_rng([seed, index, i]), 1) for i in rows]
+        if not parts:
+            return {k: v[:0] for k, v in self.sample(np.random.default_rng(0), 1).items()}
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def training_source(names: Sequence[str] | None, *, data_dir, manual_dir=None, kind: str = "otb"):

@@ -11,6 +11,12 @@ every restore, so a damaged checkpoint is an error and never a silently differen
 `restore_latest` restores the newest checkpoint that reads cleanly: a newer one that does not
 (damaged files, missing items, a checksum that differs) is moved aside to
 `<directory>.unreadable/<step>` and reported with the reason, and the next older one is tried.
+
+Several processes (`jax.distributed`): every process calls `save` and `restore` with the same
+arguments; Orbax writes each replicated array and the JSON record once (process 0) and
+restores into the target's shardings on every process, so a target of replicated
+`jax.Array`s (`ctjax.distill.parallel.replicate`) comes back replicated. The directory must
+be on a file system all processes share.
 """
 
 from __future__ import annotations
@@ -60,7 +66,9 @@ class Checkpointer:
     def _open(self):
         return ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=self._keep,
-                                                                 create=True))
+                                                                 create=True),
+            item_handlers={"state": ocp.StandardCheckpointHandler(),
+                           "meta": ocp.JsonCheckpointHandler()})  # for `item_metadata`
 
     def save(self, step: int, state: Any, meta: dict | None = None):
         """Saves `state` (any pytree) and a JSON-serialisable `meta` as checkpoint `step`
@@ -120,14 +128,19 @@ class Checkpointer:
         return None
 
     def _set_aside(self, step: int) -> Path:
-        """Moves checkpoint `step` to `<directory>.unreadable/` and reopens the manager."""
+        """Moves checkpoint `step` to `<directory>.unreadable/` and reopens the manager
+        (process 0 moves it; every process of a multi-process run waits for the move)."""
         self._manager.close()
         aside = self.directory.parent / f"{self.directory.name}.unreadable"
-        aside.mkdir(parents=True, exist_ok=True)
         dest, k = aside / str(step), 1
-        while dest.exists():
-            dest, k = aside / f"{step}.{k}", k + 1
-        shutil.move(str(self.directory / str(step)), str(dest))
+        if jax.process_index() == 0:
+            aside.mkdir(parents=True, exist_ok=True)
+            while dest.exists():
+                dest, k = aside / f"{step}.{k}", k + 1
+            shutil.move(str(self.directory / str(step)), str(dest))
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices(f"ctjax-checkpoint-aside-{step}")
         self._manager = self._open()
         return dest
 
@@ -135,13 +148,22 @@ class Checkpointer:
         """Checkpoint `step` without a target: the saved tree as nested dicts (NamedTuples by
         field name) of NumPy arrays, and its JSON record.
 
+        Works whatever devices the checkpoint was saved from (e.g. a run sharded over 8 GPUs
+        or several hosts, read on a laptop): every array is read whole onto this process's
+        first device, using shapes and dtypes from the checkpoint's metadata.
+
         Raises:
           CheckpointError: as `restore`.
         """
         try:
+            local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype,
+                                                                   sharding=local),
+                                    self._manager.item_metadata(step)["state"])
             out = self._manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
         except Exception as e:
             raise CheckpointError(f"checkpoint step {step} in {self.directory} is unreadable: "
                                   f"{_reason(e)}") from e
-        return self._checked(step, out)
+        state, meta = self._checked(step, out)
+        return jax.tree.map(np.asarray, state), meta
