@@ -133,13 +133,16 @@ def _init(compiled, frame, box):
 
 def test_init_and_step_trace_once_over_many_frames_and_sizes(hog_tracker):
     compiled, counts = hog_tracker
-    frames, gt = moving_square(n=18, sizes=SIZES, seed=1)
-    assert {f.shape[:2] for f in frames} == set(SIZES)
-    result = track_frames(compiled, PARAMS, frames, gt[0])
-    again = track_frames(compiled, PARAMS, frames[::-1], gt[-1])  # another sequence
+    # One sequence per frame size (a frame size may not change within a sequence), all on
+    # the same canvas: the compiled init and step serve every one of them.
+    results = []
+    for k, size in enumerate(SIZES):
+        frames, gt = moving_square(n=8, sizes=(size,), seed=1 + k)
+        assert {f.shape[:2] for f in frames} == {size}
+        results.append(track_frames(compiled, PARAMS, frames, gt[0]))
     assert counts["init"] == 1 and counts["step"] == 1, dict(counts)
-    assert np.all(np.isfinite(result.boxes)) and np.all(np.isfinite(again.boxes))
-    assert np.all(np.isfinite(result.scores[1:]))
+    for result in results:
+        assert np.all(np.isfinite(result.boxes)) and np.all(np.isfinite(result.scores[1:]))
 
 
 def test_the_tracker_is_built_from_the_tested_ops_functions(monkeypatch):
@@ -173,9 +176,9 @@ def test_the_tracker_is_built_from_the_tested_ops_functions(monkeypatch):
 @pytest.mark.parametrize("seed", [0, 2])
 def test_tracks_a_moving_texture_within_a_cell(hog_tracker, seed):
     """A textured square moving 2-3 px per frame with sub-pixel offsets over a static
-    textured background, seen through frames of three sizes."""
+    textured background (one frame size: sizes may not change within a sequence)."""
     compiled, _ = hog_tracker
-    frames, gt = moving_square(n=20, seed=seed, sizes=SIZES)
+    frames, gt = moving_square(n=20, seed=seed, sizes=SIZES[1:2])
     result = track_frames(compiled, PARAMS, frames, gt[0])
     np.testing.assert_allclose(result.boxes[0], gt[0])
     errors = centre_errors(result.boxes, gt)
@@ -371,7 +374,7 @@ def test_frame_larger_than_the_canvas_is_a_clear_error(hog_tracker):
 
 def test_two_runs_give_identical_boxes(hog_tracker):
     compiled, _ = hog_tracker
-    frames, gt = moving_square(n=12, seed=5, sizes=SIZES)
+    frames, gt = moving_square(n=12, seed=5, sizes=SIZES[2:3])
     a = track_frames(compiled, PARAMS, frames, gt[0])
     b = track_frames(compiled, PARAMS, frames, gt[0])
     np.testing.assert_array_equal(a.boxes, b.boxes)

@@ -275,7 +275,9 @@ def make_tracker(config: EcoConfig, features) -> Tracker:
         lr = config.learning_rate
         energy = tuple((1 - lr) * e + lr * jnp.real(x * jnp.conj(x))
                        for e, x in zip(state.sample_energy, new_xf))
-        train_now = (frame_no < config.skip_after_frame) | (state.since_train + 1 >= config.train_gap)
+        # ECO trains when `frames_since_last_train >= train_gap`, counted before this frame:
+        # with train_gap 5, every 6th frame.
+        train_now = (frame_no < config.skip_after_frame) | (state.since_train >= config.train_gap)
 
         def train(_):
             return eco_filter.train_filter(state.hf, state.cg, memory.samplesf,
