@@ -10,10 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import need_data
 
+from ctjax import paths
 from ctjax.ops import cfourier, fourier
 from ctjax.ops.crop import to_canvas
-from ctjax.trackers import strcf
+from ctjax.trackers import presets, strcf
 
 # ---------------------------------------------------------------------------------------------
 # NumPy references
@@ -190,12 +192,12 @@ def test_hand_crafted_block_and_colour_gating():
     patches = jnp.asarray(rng.uniform(0, 255, (2, 32, 32, 3)), jnp.float32)
     table = jnp.asarray(rng.uniform(0, 1, (32768, 10)), jnp.float32)
     feats = strcf.StrcfFeatures(support=32, colour_names=True)
-    inner = patches
-    want = np.concatenate([colornames.grey(inner, cell=4), fhog.fhog(inner, cell=4),
-                           colornames.colour_names(inner, table, cell=4)], axis=-1)
-    (got,) = feats({"cn": table, "cnn": None}, patches, jnp.bool_(True))
-    np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
-    (grey,) = feats({"cn": table, "cnn": None}, patches, jnp.bool_(False))
+    want = jax.jit(lambda x, t: jnp.concatenate(
+        [colornames.grey(x, cell=4), fhog.fhog(x, cell=4),
+         colornames.colour_names(x, t, cell=4)], axis=-1))(patches, table)
+    run = jax.jit(lambda x, t, c: feats({"cn": t, "cnn": None}, x, c)[0])
+    np.testing.assert_allclose(np.asarray(run(patches, table, True)), want, atol=1e-6)
+    grey = run(patches, table, False)
     np.testing.assert_allclose(np.asarray(grey[..., :32]), want[..., :32], atol=1e-6)
     assert not np.any(np.asarray(grey[..., 32:]))
 
@@ -276,11 +278,11 @@ def _small_tracker(with_cnn: bool):
     config = registry.MODEL_CONFIGS["cf_vggm_r64"]
     loaded = weights.LoadedModel(
         config=config, variables=registry.init_variables(config, jax.random.PRNGKey(0),
-                                                         input_hw=(112, 112)),
+                                                         input_hw=(80, 80)),
         preprocessing=student_preprocessing(), source="random")
     ex = cnn_extractor(loaded, (LayerSpec("conv3"),))
-    feats = strcf.StrcfFeatures(support=96, cnn=ex, cnn_input=112)
-    return cfg, feats, {"cn": None, "cnn": cnn_params(loaded, 112)}
+    feats = strcf.StrcfFeatures(support=64, cnn=ex, cnn_input=80)     # conv3: 4 x 4 cells
+    return cfg, feats, {"cn": None, "cnn": cnn_params(loaded, 80)}
 
 
 def _track(step, init, params, cfg, frames, gt):
@@ -313,7 +315,7 @@ def test_tracks_moving_textures_within_a_cell_and_the_step_traces_once():
 def test_tracks_a_moving_texture_with_a_cnn_block():
     cfg, feats, params = _small_tracker(True)
     tr = strcf.make_tracker(cfg, feats)
-    frames, gt = _moving_sequence(8, (-2.0, 1.0), seed=2)
+    frames, gt = _moving_sequence(6, (-2.0, 1.0), seed=2)
     _track(jax.jit(tr.step_fn), jax.jit(tr.init_fn), params, cfg, frames, gt)
 
 
@@ -322,3 +324,24 @@ def test_bad_configurations_are_rejected():
         strcf.StrcfConfig(number_of_scales=4)
     with pytest.raises(ValueError, match="multiple of the cell"):
         strcf.StrcfFeatures(support=98)
+
+
+def test_presets_carry_the_published_settings():
+    need_data(paths.released_student)
+    need_data(paths.lookup_file, "CNnorm.mat")
+    need_data(paths.weights_file, "efficientnet_lite0_imagenet_torch_layout.npz")
+    assert {"strcf", "deepstrcf", "fdeepstrcf"} <= set(presets.available())
+    f = presets.build("fdeepstrcf", weights="released")
+    assert (f.config.number_of_scales, f.config.scale_step) == (3, 1.02)
+    assert (f.config.temporal_reg, strcf.penalty_schedule(f.config)) == (15.0, (1.0, 0.1))
+    assert f.extractor.cnn.layers[0].name == "conv3" and not f.extractor.colour_names
+    assert f.params["cnn"]["variables"]["params"]["conv3"]["kernel"].shape == (3, 3, 32, 64)
+    d = presets.build("deepstrcf")
+    assert (d.config.number_of_scales, d.config.scale_step) == (5, 1.01)
+    assert d.extractor.colour_names and d.extractor.support == f.extractor.support
+    assert strcf.geometry(f.extractor).block_hw == strcf.geometry(d.extractor).block_hw
+    h = presets.build("strcf")
+    assert h.extractor.cnn is None and h.config.search_area_scale == 5.0
+    assert h.params["cn"].shape == (32768, 10)
+    with pytest.raises(ValueError, match="no --weights"):
+        presets.build("strcf", weights="released")

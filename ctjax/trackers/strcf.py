@@ -78,6 +78,8 @@ class StrcfConfig:
       reuse_detection_sample: train on the best scale's detection sample translated onto
         the new position in the Fourier domain (ECO's `shift_sample`: one feature
         extraction per scale and frame) instead of extracting a new sample there (STRCF).
+      antialias: bilinear taps per axis and sample pixel when the window is downsampled
+        (`ctjax.ops.crop.sample_window`; MATLAB's `imresize` antialiases).
       canvas_hw: static frame canvas.
     """
     search_area_scale: float = 4.5
@@ -95,6 +97,7 @@ class StrcfConfig:
     newton_iterations: int = 5
     clamp_position: bool = False
     reuse_detection_sample: bool = False
+    antialias: int = 1
     canvas_hw: tuple[int, int] = (720, 1280)
 
     def __post_init__(self):
@@ -429,14 +432,16 @@ def train(config: StrcfConfig, geo: Geometry, xf, yf, reg, prev, mu) -> tuple:
                  for x, y, r, p, hw in zip(xf, yf, reg, prev, geo.block_hw))
 
 
-def _blocks(features: StrcfFeatures, params, frame: Frame, pos, scales, is_color) -> tuple:
+def _blocks(config: StrcfConfig, features: StrcfFeatures, params, frame: Frame, pos, scales,
+            is_color) -> tuple:
     """Feature blocks of the samples at `pos` and each scale, (N, h, w, C) per block.
 
     The crops are stacked from a Python loop over the (static) scales, not vmapped: on XLA
     CPU the vmapped gather made the fHOG that follows it about 3x slower (measured).
     """
     side = features.input_size
-    patches = jnp.stack([sample_window(frame, pos, side * scales[i], out=side)
+    patches = jnp.stack([sample_window(frame, pos, side * scales[i], out=side,
+                                       antialias=config.antialias)
                          for i in range(scales.shape[0])])
     return features(params, patches, is_color)
 
@@ -475,8 +480,8 @@ def init(config: StrcfConfig, features: StrcfFeatures, params, frame: Frame, box
         yf.append(fourier.rfft2_map(strcf_label(hw, jnp.maximum(sigma, 1e-3))))
         reg.append(reg_window(hw, jnp.floor(base_size / ratio), w_min=config.reg_window_min,
                               w_max=config.reg_window_max))
-    xf = tuple(x[0] for x in _windowed(geo, _blocks(features, params, frame, pos, scale[None],
-                                                     is_color)))
+    blocks = _blocks(config, features, params, frame, pos, scale[None], is_color)
+    xf = tuple(x[0] for x in _windowed(geo, blocks))
     filters = train(config, geo, xf, yf, reg, tuple(jnp.zeros_like(x) for x in xf), 0.0)
     frame_hw = frame.hw.astype(jnp.float32)
     scale_range = jnp.stack([5.0 / geo.support, jnp.min(frame_hw / base_size)])
@@ -496,7 +501,7 @@ def step(config: StrcfConfig, features: StrcfFeatures, params, state: StrcfState
     half = config.number_of_scales // 2
     factors = config.scale_step ** jnp.arange(-half, half + 1, dtype=jnp.float32)
     scales = state.scale * factors
-    blocks = _blocks(features, params, frame, state.pos, scales, state.is_color)
+    blocks = _blocks(config, features, params, frame, state.pos, scales, state.is_color)
     xtf = _windowed(geo, blocks)
     best = peak.newton_peak(response_spectrum(state.filters, xtf, geo),
                             iterations=config.newton_iterations)
@@ -509,8 +514,8 @@ def step(config: StrcfConfig, features: StrcfFeatures, params, state: StrcfState
         xlf = _windowed(geo, _recentred(features, geo, tuple(b[best.scale] for b in blocks),
                                         disp_px))
     else:
-        xlf = tuple(x[0] for x in _windowed(geo, _blocks(features, params, frame, pos,
-                                                         scale[None], state.is_color)))
+        blocks = _blocks(config, features, params, frame, pos, scale[None], state.is_color)
+        xlf = tuple(x[0] for x in _windowed(geo, blocks))
     filters = train(config, geo, xlf, state.yf, state.reg, state.filters, config.temporal_reg)
     new = state._replace(pos=pos, scale=scale, filters=filters)
     return new, center_size_to_xywh(pos, state.base_size * scale), best.score
