@@ -37,6 +37,11 @@ Conventions (Wu, Lim, Yang, "Object Tracking Benchmark", TPAMI 2015, and its too
 * Result files: one `x,y,w,h` line per frame, the OTB/got-10k per-sequence text format.
   Result files and plots are written atomically (`ctjax.paths.atomic_write`: unique temporary
   name, then rename; normal permissions).
+* Sharded evaluation (`ctjax eval --shard K/N`, `--merge`): `assign_shards` splits the
+  (tracker, sequence) tasks over N jobs (longest first to the least-loaded shard, a function
+  of the task list only), each finished shard describes itself in a manifest
+  (`shard_manifest`), and `merge_shards` checks that a set of manifests is one run with every
+  shard exactly once.
 
 NumPy and matplotlib (Agg, no pyplot state) only.
 """
@@ -45,7 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -442,3 +447,123 @@ def plot_precision(trackers: Mapping, path, *, title: str = "Precision plots of 
       `path` as a `Path`.
     """
     return _plot(trackers, path, kind="precision", title=title)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharded evaluation: the (tracker, sequence) tasks split over jobs, and merged back
+
+
+class ShardError(ValueError):
+    """The shards of a sharded evaluation do not make up one whole run, each shard once."""
+
+
+SHARD_FORMAT = "ctjax-eval-shard/1"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`"K/N"` -> (K, N), shard K of N, 1 <= K <= N.
+
+    Raises:
+      ValueError: not of that form or out of range.
+    """
+    k, _, n = str(text).partition("/")
+    try:
+        k, n = int(k), int(n)
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard must be K/N with 1 <= K <= N (e.g. 2/3), got {text!r}")
+    return k, n
+
+
+def assign_shards(costs: Sequence[float], n: int) -> list[int]:
+    """The shard (1..n) of each task: longest first, each to the least-loaded shard.
+
+    Deterministic: it depends only on the costs (e.g. frames per task) and their order,
+    never on which results already exist, so N jobs started with the same arguments split
+    the tasks exactly (ties go to the earlier task and the lower shard). Longest-processing-
+    time-first keeps the largest shard within 4/3 of the best possible (Graham, SIAM J. Appl.
+    Math. 1969).
+
+    Args:
+      costs: (T,) non-negative cost of each task, in the run's task order.
+      n: number of shards, >= 1.
+
+    Returns:
+      T shard numbers in 1..n.
+    """
+    if n < 1:
+        raise ValueError(f"the number of shards must be >= 1, got {n}")
+    load = [0.0] * n
+    shard = [0] * len(costs)
+    for t in sorted(range(len(costs)), key=lambda t: (-float(costs[t]), t)):
+        k = min(range(n), key=lambda s: (load[s], s))
+        shard[t], load[k] = k + 1, load[k] + float(costs[t])
+    return shard
+
+
+def shard_manifest(*, shard: int, shards: int, run: dict, plan: Sequence,
+                   results: Sequence) -> dict:
+    """What a finished shard writes beside its results (`<output>/shard-K-of-N.json`).
+
+    Args:
+      shard, shards: K and N.
+      run: JSON-able description of the whole run that every shard must share (trackers,
+        sequences, frame limit, code version).
+      plan: every task of the run as [tracker label, sequence name, shard].
+      results: this shard's tasks as [tracker label, sequence name, result key].
+    """
+    return {"format": SHARD_FORMAT, "shard": shard, "shards": shards, "run": run,
+            "plan": [list(p) for p in plan], "results": [list(r) for r in results]}
+
+
+def shard_file_name(shard: int, shards: int) -> str:
+    return f"shard-{shard}-of-{shards}.json"
+
+
+def merge_shards(manifests: Sequence[tuple[str, dict]]) -> tuple[dict, dict]:
+    """Checks that shard manifests make up one run, each shard and task exactly once.
+
+    Args:
+      manifests: (where it was read, manifest) pairs, e.g. ("runs/a/shard-1-of-3.json", {...}).
+
+    Returns:
+      (run, tasks): the shared run description, and {(label, sequence): (where, key)} for
+      every task of the plan, in plan order.
+
+    Raises:
+      ShardError: no manifest; manifests of different runs (arguments, number of shards,
+        plan or code differ); a shard given twice or missing; a shard whose results are not
+        exactly its share of the plan. The message names the shards and files.
+    """
+    if not manifests:
+        raise ShardError("no shard manifest (shard-K-of-N.json) to merge")
+    first_where, first = manifests[0]
+    by_shard: dict[int, str] = {}
+    for where, m in manifests:
+        if not isinstance(m, dict) or m.get("format") != SHARD_FORMAT:
+            raise ShardError(f"{where} is not a ctjax eval shard manifest")
+        label = f"shard {m['shard']}/{m['shards']} ({where})"
+        for field in ("shards", "run", "plan"):
+            if m[field] != first[field]:
+                what = {"shards": "numbers of shards", "run": "arguments or code",
+                        "plan": "task plans"}[field]
+                raise ShardError(f"{label} and shard {first['shard']}/{first['shards']} "
+                                 f"({first_where}) are from different runs (their {what} "
+                                 "differ); every shard must be run with the same arguments "
+                                 "and code")
+        if m["shard"] in by_shard:
+            raise ShardError(f"shard {m['shard']}/{m['shards']} is given twice: "
+                             f"{by_shard[m['shard']]} and {where}")
+        by_shard[m["shard"]] = where
+        mine = sorted((l, s) for l, s, k in m["plan"] if k == m["shard"])
+        if sorted((l, s) for l, s, _ in m["results"]) != mine:
+            raise ShardError(f"{label}: its results are not exactly its share of the plan")
+    missing = sorted(set(range(1, first["shards"] + 1)) - set(by_shard))
+    if missing:
+        n = first["shards"]
+        raise ShardError(f"shard(s) {', '.join(f'{k}/{n}' for k in missing)} missing (have "
+                         f"{', '.join(f'{k}/{n}' for k in sorted(by_shard))}); a shard writes "
+                         "its manifest only when all its tasks succeeded")
+    keys = {(l, s): (where, key) for where, m in manifests for l, s, key in m["results"]}
+    return first["run"], {(l, s): keys[l, s] for l, s, _ in first["plan"]}

@@ -22,6 +22,14 @@ leaves a partial result.
 
 Trackers are given as `LABEL=PRESET[:WEIGHTS]` (or just `PRESET`), e.g.
 `ours=cfvggm released=cfvggm:released effnet csrt`.
+
+Sharding (several machines): `--shard K/N` runs only shard K's share of the (tracker,
+sequence) tasks (`ctjax.evaluation.assign_shards`: longest first to the least-loaded shard, a
+function of the arguments only), then writes `DIR/shard-K-of-N.json` (the run's arguments and
+code, the whole task plan, its results' keys) instead of the summary. `--merge DIR... --output
+OUT` checks that the manifests make up one run with every shard once (`merge_shards`), that
+every result is intact and matches its key, copies the results into OUT byte for byte and
+writes the usual summary and plots; OUT is then an ordinary, resumable output folder.
 """
 
 from __future__ import annotations
@@ -72,16 +80,22 @@ def _positive_int(text: str) -> int:
 
 def add_arguments(p) -> None:
     """Arguments of `ctjax eval`."""
-    p.add_argument("--trackers", nargs="+", default=["cfvggm"],
+    p.add_argument("--trackers", nargs="+", default=None,
                    help="LABEL=PRESET[:WEIGHTS] ...; presets: see `ctjax track --list`, "
-                        "plus csrt (OpenCV)")
-    p.add_argument("--split", default="eval", help="split of splits.json (default: eval)")
+                        "plus csrt (OpenCV) (default: cfvggm)")
+    p.add_argument("--split", default=None, help="split of splits.json (default: eval)")
     p.add_argument("--sequences", nargs="+", help="sequence names or folders instead of --split")
     p.add_argument("--output", required=True, help="results folder (resumable)")
     p.add_argument("--workers", type=_positive_int, default=None,
                    help="default: one per available core")
     p.add_argument("--max-frames", type=_positive_int, default=None,
                    help="track only the first N frames of each sequence (smoke runs)")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="run only shard K of N of the (tracker, sequence) tasks, e.g. one job "
+                        "of a SLURM array; combine the N outputs with --merge")
+    p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
+                   help="merge the --output folders of `--shard K/N` runs into --output "
+                        "(checks that every shard is there once) and write the summary")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +224,8 @@ def _sequence_paths(args) -> list[Path]:
     if args.sequences:
         return [Path(s) if Path(s).is_dir() else paths.sequence_dir(s) for s in args.sequences]
     root = paths.sequences_dir()
-    return [Path(s.frame_paths[0]).parents[1] for s in sequences.load_split(args.split, root=root)]
+    return [Path(s.frame_paths[0]).parents[1]
+            for s in sequences.load_split(args.split or "eval", root=root)]
 
 
 def _load(path: Path, max_frames: int | None):
@@ -316,13 +331,15 @@ def _report(specs, seqs, keys, root: Path) -> str:
     return "\n".join(head + rows)
 
 
-def _plan(specs, seqs, seq_paths, root: Path):
-    """Keys of every (tracker, sequence) and the tasks to run, saying why each is rerun."""
-    code = code_version()
+def _plan(specs, seqs, seq_paths, root: Path, code: dict, wanted=None):
+    """Keys of every (tracker, sequence) (of those in `wanted`, default all) and the tasks to
+    run, saying why each is rerun."""
     fingerprints = {spec.label: tracker_fingerprint(spec) for spec in specs}
     keys, tasks = {}, []
     for spec in specs:
         for s, p in zip(seqs, seq_paths):
+            if wanted is not None and (spec.label, s.name) not in wanted:
+                continue
             keys[spec.label, s.name] = result_key(fingerprints[spec.label],
                                                   sequence_fingerprint(s, p), code)
             why = result_status(root / spec.label, s.name, keys[spec.label, s.name])
@@ -333,13 +350,34 @@ def _plan(specs, seqs, seq_paths, root: Path):
     return keys, tasks, code["git_commit"]
 
 
+def _shard_plan(specs, seqs, shards: int) -> list[tuple[str, str, int]]:
+    """Every task as (label, sequence name, shard), in run order; cost = frames."""
+    from ctjax import evaluation
+
+    order = [(spec.label, s) for spec in specs for s in seqs]
+    assigned = evaluation.assign_shards([len(s) for _, s in order], shards)
+    return [(label, s.name, k) for (label, s), k in zip(order, assigned)]
+
+
+def _run_description(args, specs, seqs, seq_paths, code: dict) -> dict:
+    """What every shard of one run must share (compared by `--merge`)."""
+    return {"trackers": [f"{s.label}={s.preset}" + (f":{s.weights}" if s.weights else "")
+                         for s in specs],
+            "sequences": [[s.name, str(p.resolve())] for s, p in zip(seqs, seq_paths)],
+            "max_frames": args.max_frames,
+            "code": {k: code[k] for k in ("ctjax_version", "source_sha256")}}
+
+
 def run(args) -> int:
     """Runs `ctjax eval` (the workers pin themselves, one core each); returns the exit
     status: 0, or 1 when a task failed (the other results are kept)."""
-    from ctjax import paths
+    from ctjax import evaluation, paths
     from ctjax.commands import workers
 
-    specs = [TrackerSpec.parse(t) for t in args.trackers]
+    if args.merge:
+        return merge(args)
+    shard = evaluation.parse_shard(args.shard) if args.shard else None
+    specs = [TrackerSpec.parse(t) for t in args.trackers or ["cfvggm"]]
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"--trackers: labels must be distinct, got {labels}")
@@ -347,11 +385,18 @@ def run(args) -> int:
     seq_paths = _sequence_paths(args)
     seqs = [_load(p, args.max_frames) for p in seq_paths]
     _check_names(seqs, seq_paths)
-    keys, tasks, commit = _plan(specs, seqs, seq_paths, root)
+    code = code_version()
+    plan = _shard_plan(specs, seqs, shard[1]) if shard else None
+    wanted = {(l, n) for l, n, k in plan if k == shard[0]} if shard else None
+    if shard:  # only a finished shard may vouch for its results
+        (root / evaluation.shard_file_name(*shard)).unlink(missing_ok=True)
+    keys, tasks, commit = _plan(specs, seqs, seq_paths, root, code, wanted)
     for spec in specs:
         (root / spec.label).mkdir(parents=True, exist_ok=True)
-    print(f"{len(specs)} trackers x {len(seqs)} sequences: {len(tasks)} to run, "
-          f"{len(specs) * len(seqs) - len(tasks)} already done (in {root})", flush=True)
+    total = len(specs) * len(seqs) if wanted is None else len(wanted)
+    print((f"shard {shard[0]}/{shard[1]}: {total} of {len(specs) * len(seqs)} tasks; " if shard
+           else "") + f"{len(specs)} trackers x {len(seqs)} sequences: {len(tasks)} to run, "
+          f"{total - len(tasks)} already done (in {root})", flush=True)
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
     n_workers = max(1, min(args.workers or len(cores), len(cores), len(tasks) or 1))
     tasks.sort(key=lambda t: -len(t[1]))  # longest first keeps the workers busy to the end
@@ -381,6 +426,96 @@ def run(args) -> int:
         print(f"{len(failed)} of {len(tasks)} tasks failed (the other results are kept; fix the "
               "cause and run the same command again to resume):\n  " + "\n  ".join(failed))
         return 1
+    if shard:
+        manifest = evaluation.shard_manifest(
+            shard=shard[0], shards=shard[1],
+            run=_run_description(args, specs, seqs, seq_paths, code), plan=plan,
+            results=[[l, n, keys[l, n]] for l, n, k in plan if k == shard[0]])
+        out = paths.atomic_write(root / evaluation.shard_file_name(*shard),
+                                 json.dumps(manifest, indent=1))
+        print(f"wrote {out}; when all {shard[1]} shards are done: ctjax eval --merge "
+              "FOLDER... --output OUT")
+        return 0
     print(_report(specs, seqs, keys, root))
     print(f"wrote {root / 'summary.md'}, success.png, precision.png")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Merging shards
+
+
+def _read_manifests(folders: list[Path]) -> list[tuple[str, dict]]:
+    from ctjax import evaluation
+
+    seen: dict[Path, Path] = {}
+    manifests = []
+    for folder in folders:
+        if folder.resolve() in seen:
+            raise ValueError(f"--merge: {folder} is given twice")
+        seen[folder.resolve()] = folder
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--merge: {folder} is not a folder")
+        found = sorted(folder.glob("shard-*-of-*.json"))
+        if not found:
+            raise evaluation.ShardError(
+                f"--merge: {folder} holds no shard manifest (shard-K-of-N.json): it is not the "
+                "--output of `ctjax eval --shard K/N`, or that shard has not finished (its "
+                "manifest is written when all its tasks succeeded)")
+        for f in found:
+            try:
+                manifests.append((str(f), json.loads(f.read_text())))
+            except (OSError, ValueError) as e:
+                raise evaluation.ShardError(f"shard manifest {f} is unreadable: "
+                                            f"{' '.join(str(e).split())}") from None
+    return manifests
+
+
+def merge(args) -> int:
+    """`ctjax eval --merge DIR... --output OUT`: checks the shards, copies their results into
+    OUT (byte for byte) and writes the summary and plots; returns 0.
+
+    Raises:
+      ShardError: a shard missing or given twice, shards of different runs.
+      ResultFileError: a result missing, damaged, or not matching its shard's key.
+      ValueError: options that belong to shard runs; a sequence changed since it was tracked.
+    """
+    from ctjax import evaluation, paths
+
+    extra = [flag for flag, value in (("--trackers", args.trackers), ("--split", args.split),
+                                      ("--sequences", args.sequences), ("--shard", args.shard),
+                                      ("--max-frames", args.max_frames)) if value]
+    if extra:
+        raise ValueError(f"--merge takes the trackers, sequences and frame limit from the "
+                         f"shards' manifests; drop {', '.join(extra)}")
+    run_info, tasks = evaluation.merge_shards(_read_manifests([Path(d) for d in args.merge]))
+    root = paths.check_writable_dir(args.output, "--output folder")
+    specs = [TrackerSpec.parse(t) for t in run_info["trackers"]]
+    seq_paths = [Path(p) for _, p in run_info["sequences"]]
+    seqs = [_load(p, run_info["max_frames"]) for p in seq_paths]
+    keys = {}
+    for (label, name), (where, key) in tasks.items():
+        source = Path(where).parent / label
+        problem = result_status(source, name, key)
+        if problem is not None:
+            raise evaluation.ResultFileError(f"result {source / name} ({where}): {problem}")
+        keys[label, name] = key
+    for s, p in zip(seqs, seq_paths):  # the ground truth scored is that of the frames tracked
+        fingerprint = sequence_fingerprint(s, p)
+        for spec in specs:
+            changed = [k for k in fingerprint if _canon(keys[spec.label, s.name].get(k))
+                       != _canon(fingerprint[k])]
+            if changed:
+                raise ValueError(f"sequence {p} changed since shard results were made (its "
+                                 f"{', '.join(changed)} differ); rerun those shards")
+    for (label, name), (where, _) in tasks.items():
+        source, dest = Path(where).parent / label, root / label
+        if source.resolve() != dest.resolve():
+            (dest / f"{name}.json").unlink(missing_ok=True)  # no stale metadata vouching
+            for suffix in (".txt", ".json"):
+                paths.atomic_write(dest / f"{name}{suffix}",
+                                   (source / f"{name}{suffix}").read_bytes())
+    print(_report(specs, seqs, keys, root))
+    print(f"merged {len({w for w, _ in tasks.values()})} shard(s), {len(tasks)} results, into "
+          f"{root}; wrote summary.md, success.png, precision.png")
     return 0

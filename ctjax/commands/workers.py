@@ -75,6 +75,9 @@ def _worker_main(core: int, parent_pid: int, run_task: Callable, initializer: Ca
             events.send((index, "done", run_task(*args)))
         except Exception as e:  # reported to the parent, which names the task
             events.send((index, "failed", f"{type(e).__name__}: {' '.join(str(e).split())}"))
+    # No task left: the parent's SIGTERM may now arrive during the interpreter's exit (jax's
+    # atexit clean-up), where raising would print a traceback; die quietly instead.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def run_pool(tasks: list[tuple], cores: list[int], run_task: Callable,
