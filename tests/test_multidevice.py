@@ -323,3 +323,33 @@ def test_main_smoke_run_on_one_and_four_device_processes(tmp_path):
                          FIDELITY)
     _assert_same_student(reference, _student(tmp_path / "four" / "mesh4-then-2", tmp_path / "s42"),
                          FIDELITY)
+
+
+def test_a_failing_process_ends_the_run_with_a_clear_error(tmp_path):
+    """Process 1 given another --workdir fails at once, in one line naming the problem, and
+    leaves without waiting for jax's shutdown barrier; process 0, blocked in a collective,
+    then fails too (on CPU its collective sees the peer gone; elsewhere the coordination
+    service's heartbeat timeout ends it) instead of hanging."""
+    need_data(paths.sequence_dir, "Woman")
+    port = _free_port()
+
+    def cmd(k, workdir):
+        return [sys.executable, "-m", "ctjax", "distill", "--config", TRACKING, "--workdir",
+                str(workdir), "--no-progress", "--coordinator", f"localhost:{port}",
+                "--num-processes", "2", "--process-id", str(k)]
+
+    procs = [subprocess.Popen(cmd(k, tmp_path / f"run{k}"), cwd=ROOT, env=_env(1),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k in (0, 1)]
+    try:
+        out1, err1 = procs[1].communicate(timeout=300)
+        out0, err0 = procs[0].communicate(timeout=400)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert procs[1].returncode == 2
+    assert err1.strip().splitlines()[-1].startswith("ctjax distill: error: ")
+    assert "need a shared --workdir" in err1
+    assert procs[0].returncode != 0

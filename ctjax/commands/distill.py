@@ -51,10 +51,44 @@ def run(args) -> int:
     config = load_config(args.config)  # a bad config fails before joining the other processes
     hosts = parallel.initialize(args.coordinator, args.num_processes, args.process_id,
                                 auto=args.distributed)  # before any computation
-    summary = train_and_evaluate(config, args.workdir, stop_after=args.stop_after,
-                                 progress=not args.no_progress, cache_dir=args.cache_dir)
+    try:
+        summary = train_and_evaluate(config, args.workdir, stop_after=args.stop_after,
+                                     progress=not args.no_progress, cache_dir=args.cache_dir)
+    except BaseException as e:
+        if hosts.count > 1:
+            _leave_at_once(e, debug=getattr(args, "debug", False))
+        raise
     if hosts.index != 0:
         return 0
     print(json.dumps({k: summary[k] for k in ("name", "steps", "complete", "wall_time_s",
                                               "final_train", "final_val")}, indent=1))
     return 0
+
+
+def _leave_at_once(error: BaseException, *, debug: bool) -> None:
+    """Ends a failed process of a multi-process run now, after printing the error.
+
+    A normal exit would run jax's distributed shutdown, which waits (up to 5 minutes) for
+    the other processes, themselves blocked in a collective that waits for this one. Gone,
+    this process is noticed by the coordination service within its heartbeat timeout (100 s)
+    and every other process is ended with an error naming the failed task.
+    """
+    import os
+    import sys
+    import traceback
+
+    from ctjax import commands
+
+    if isinstance(error, KeyboardInterrupt):
+        print("ctjax distill: interrupted", file=sys.stderr)
+        status = commands.EXIT_INTERRUPTED
+    elif isinstance(error, commands.USER_ERRORS) and not debug and \
+            os.environ.get("CTJAX_DEBUG") != "1":
+        print(commands.error_line("distill", error), file=sys.stderr)
+        status = commands.EXIT_ERROR
+    else:
+        traceback.print_exception(error)
+        status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
