@@ -353,3 +353,7 @@ def test_a_failing_process_ends_the_run_with_a_clear_error(tmp_path):
     assert err1.strip().splitlines()[-1].startswith("ctjax distill: error: ")
     assert "need a shared --workdir" in err1
     assert procs[0].returncode != 0
+    from ctjax.commands import distill as distill_command  # its copy of main's conventions
+    assert distill_command._USER_ERRORS == commands.USER_ERRORS
+    assert (distill_command._EXIT_ERROR, distill_command._EXIT_INTERRUPTED) == \
+        (commands.EXIT_ERROR, commands.EXIT_INTERRUPTED)

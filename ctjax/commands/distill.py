@@ -65,27 +65,31 @@ def run(args) -> int:
     return 0
 
 
+# `ctjax.commands.main`'s exit statuses and user errors (importing them from ctjax.commands
+# would be an import cycle): one line and 2 for these, 130 for Ctrl-C, a traceback and 1 else.
+_USER_ERRORS, _EXIT_ERROR, _EXIT_INTERRUPTED = (ValueError, OSError, ImportError), 2, 130
+
+
 def _leave_at_once(error: BaseException, *, debug: bool) -> None:
-    """Ends a failed process of a multi-process run now, after printing the error.
+    """Ends a failed process of a multi-process run now, after printing the error as
+    `ctjax.commands.main` would.
 
     A normal exit would run jax's distributed shutdown, which waits (up to 5 minutes) for
     the other processes, themselves blocked in a collective that waits for this one. Gone,
-    this process is noticed by the coordination service within its heartbeat timeout (100 s)
-    and every other process is ended with an error naming the failed task.
+    this process makes their collective fail (CPU), or is noticed by the coordination
+    service within its heartbeat timeout (100 s), which ends them.
     """
     import os
     import sys
     import traceback
 
-    from ctjax import commands
-
     if isinstance(error, KeyboardInterrupt):
         print("ctjax distill: interrupted", file=sys.stderr)
-        status = commands.EXIT_INTERRUPTED
-    elif isinstance(error, commands.USER_ERRORS) and not debug and \
-            os.environ.get("CTJAX_DEBUG") != "1":
-        print(commands.error_line("distill", error), file=sys.stderr)
-        status = commands.EXIT_ERROR
+        status = _EXIT_INTERRUPTED
+    elif isinstance(error, _USER_ERRORS) and not debug and os.environ.get("CTJAX_DEBUG") != "1":
+        print(f"ctjax distill: error: {' '.join(str(error).split()) or type(error).__name__}",
+              file=sys.stderr)
+        status = _EXIT_ERROR
     else:
         traceback.print_exception(error)
         status = 1
