@@ -61,11 +61,12 @@ def _eco_hc_fallback():
 
 
 def training_steps(config, n_steps: int) -> np.ndarray:
-    """Which steps (0-based, frame 2 first) run the CG update, as `eco.step_fn` decides."""
+    """Which steps (0-based, frame 2 first) run the CG update, as `eco.step_fn` decides
+    (ECO: `frames_since_last_train >= train_gap`, counted before the frame)."""
     out, since = [], 0
     for k in range(n_steps):
         frame_no = k + 2
-        train = frame_no < config.skip_after_frame or since + 1 >= config.train_gap
+        train = frame_no < config.skip_after_frame or since >= config.train_gap
         out.append(train)
         since = 0 if train else since + 1
     return np.asarray(out)
@@ -155,12 +156,16 @@ def components(mod, built, state, frame) -> list:
         return tuple(out)
     blocks = feats(params, samples, state.is_color)
 
+    # The memory layout and the kernels as each version's step passes them.
+    layout = getattr(mod, "_channels_first", None)
+    first = {} if layout is None else {"channels_first": True}
+    new_xf = new_xf if layout is None else layout(new_xf)
+    cross = getattr(mod, "_cross", lambda reg: reg)
     update = jax.jit(lambda mem, x: mod.sample_space.update_sample_space(
-        mem, x, learning_rate=config.learning_rate, min_sample_weight=min_weight)[0])
-    cross = getattr(mod, "_cross", lambda reg: reg)  # the kernels as the step passes them
+        mem, x, learning_rate=config.learning_rate, min_sample_weight=min_weight, **first)[0])
     train = jax.jit(lambda st: mod.eco_filter.train_filter(
         st.hf, st.cg, st.memory.samplesf, st.memory.prior_weights, st.yf, cross(st.reg),
-        st.sample_energy, st.reg_energy, settings=config.filter))
+        st.sample_energy, st.reg_energy, settings=config.filter, **first))
     rows = [("crop", crop, (frame, state.pos, scales)),
             ("features", feats, (params, samples, state.is_color)),
             ("proj+fft+interp", jax.jit(proj_only), (blocks, state)),
@@ -177,7 +182,7 @@ def components(mod, built, state, frame) -> list:
         rows += [("scale_samples", ssamp, (frame, state.pos, state)),
                  ("scale locate+update", sf, (state, xs))]
     step = jax.jit(mod.make_tracker(config, features).step_fn)
-    for what, since in (("no train", 0), ("train", config.train_gap - 1)):
+    for what, since in (("no train", 0), ("train", config.train_gap)):
         st = state._replace(since_train=jnp.int32(since))
         rows.append((f"step, {what} (no donation)", step, (params, st, frame)))
     for _, fn, args in rows:
@@ -219,6 +224,17 @@ def _rel(a, b) -> tuple[float, str]:
     return out, where
 
 
+def _as_layout_of(state, template):
+    """`state`'s leaves in `template`'s pytree and layouts: blocks stored `(..., Ho, Wh, C)` by
+    the reference and `(..., C, Ho, Wh)` by the current version are transposed."""
+    leaves = []
+    for x, t in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(template)):
+        if x.shape != t.shape and x.ndim >= 3 and jnp.moveaxis(x, -1, -3).shape == t.shape:
+            x = jnp.moveaxis(x, -1, -3)
+        leaves.append(x)
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
+
+
 def one_step_check(ref, cur, params, frames, init_box, canvas) -> None:
     """Runs the reference trajectory and, from each of its states, one step of the current
     version: same box and state up to float rounding, frame by frame.
@@ -230,18 +246,16 @@ def one_step_check(ref, cur, params, frames, init_box, canvas) -> None:
     box0 = np.asarray(init_box, np.float32)
     s_ref = ref.init(params, to_canvas(frames[0], canvas), box0)
     s_cur = cur.init(params, to_canvas(frames[0], canvas), box0)
-    treedef = jax.tree_util.tree_structure(s_cur)
-    worst_init = _rel(s_ref, s_cur)
+    worst_init = _rel(_as_layout_of(s_ref, s_cur), s_cur)
     worst_box = worst_score = 0.0
     worst_state = (0.0, "")
     for f in frames[1:]:
         f = to_canvas(f, canvas)
-        as_cur = jax.tree_util.tree_unflatten(treedef, jax.tree_util.tree_leaves(copy(s_ref)))
-        n_cur, b_cur, c_cur = cur.step(params, as_cur, f)
+        n_cur, b_cur, c_cur = cur.step(params, _as_layout_of(copy(s_ref), s_cur), f)
         s_ref, b_ref, c_ref = ref.step(params, s_ref, f)
         worst_box = max(worst_box, float(np.abs(np.asarray(b_ref) - np.asarray(b_cur)).max()))
         worst_score = max(worst_score, abs(float(c_ref) - float(c_cur)) / abs(float(c_ref)))
-        worst_state = max(worst_state, _rel(s_ref, n_cur))
+        worst_state = max(worst_state, _rel(_as_layout_of(s_ref, n_cur), n_cur))
     print(f"  one step from the reference's states: init state rel {worst_init[0]:.1e} "
           f"{worst_init[1]}; over {len(frames) - 1} steps max |box diff| {worst_box:.1e} px, "
           f"score rel {worst_score:.1e}, state rel {worst_state[0]:.1e} {worst_state[1]}",
@@ -277,6 +291,8 @@ def main(argv=None) -> None:
     ap.add_argument("--ref", default=None, help="directory holding the `ecoref` package")
     ap.add_argument("--donate", action="store_true", help="donate the state to the step")
     ap.add_argument("--save-boxes", default=None)
+    ap.add_argument("--check-only", action="store_true",
+                    help="with --ref: one tracking run each and the comparisons, no timing")
     args = ap.parse_args(argv)
     print(runtime.probe(REPORT).summary(), flush=True)
 
@@ -310,7 +326,7 @@ def main(argv=None) -> None:
             compiled[label] = compile_fn(trackers[label], config, built.params)
             print(f"  {label}: compiled in {compiled[label].compile_seconds:.1f} s", flush=True)
         results = {label: [] for label, _ in variants}
-        for rep in range(args.repeats):
+        for rep in range(1 if args.check_only else args.repeats):
             for label, _ in variants:
                 clock = CpuClock(frames)
                 res = run.track_frames(compiled[label], built.params, clock, init_box)
@@ -340,6 +356,8 @@ def main(argv=None) -> None:
                    rounding_control(compiled["ref"], built.params, frames, init_box, canvas))
             one_step_check(compiled["ref"], compiled["current"], built.params, frames, init_box,
                            canvas)
+        if args.check_only:
+            continue
         if args.components:
             tables = {}
             for label, mod in variants:

@@ -267,7 +267,8 @@ def test_cross_kernel_reg_operator_is_the_dense_one(ho, wh, ksize):
         np.testing.assert_allclose(got, dense, rtol=1e-12, atol=1e-13)
 
 
-def test_filter_lhs_with_cross_kernels_matches_the_dense_least_squares():
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_filter_lhs_with_cross_kernels_matches_the_dense_least_squares(channels_first):
     """The normal operator with `CrossKernel`s (as the tracker passes them), against M^T M."""
     with jax.enable_x64(True):
         samples, w, _, y = make_problem(9, num_samples=7)  # 7: the sample loop's odd chunks
@@ -278,7 +279,9 @@ def test_filter_lhs_with_cross_kernels_matches_the_dense_least_squares():
         m, _ = jacobian(
             lambda v: filter_residual(unpack(v, shapes), samples, w, kernels, full_np(y)), n)
         cross = tuple(ef.cross_kernel(jnp.asarray(k)) for k in kernels)
-        op = jax.jit(lambda v: ef.filter_lhs(v, to_j(samples), jnp.asarray(w), cross))
+        stored = to_j(channels_first_np(samples) if channels_first else samples)
+        op = jax.jit(lambda v: ef.filter_lhs(v, stored, jnp.asarray(w), cross,
+                                             channels_first=channels_first))
         lhs = dense_operator(lambda e: pack(op(to_j(unpack(e, shapes)))), n)
         np.testing.assert_allclose(metric(shapes)[:, None] * lhs, m.T @ m, rtol=1e-10,
                                    atol=1e-10)
@@ -305,8 +308,15 @@ def test_projection_operator_adjoint():
 
 # ----------------------------------------------------------------------------- normal equations
 
-def test_filter_normal_equations_match_the_dense_least_squares():
-    """G L = M^T M and G rhs = M^T y (G: full_inner's metric), for a non-symmetric kernel."""
+def channels_first_np(samples):
+    """The memory layout the tracker uses: `(S, C, Ho, Wh)` per block."""
+    return [np.ascontiguousarray(np.moveaxis(x, -1, 1)) for x in samples]
+
+
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_filter_normal_equations_match_the_dense_least_squares(channels_first):
+    """G L = M^T M and G rhs = M^T y (G: full_inner's metric), for a non-symmetric kernel;
+    samples in either layout."""
     with jax.enable_x64(True):
         samples, w, kernels, y = make_problem(5, asymmetric_reg=True)
         shapes = shapes_of(samples)
@@ -314,12 +324,15 @@ def test_filter_normal_equations_match_the_dense_least_squares():
         n = sum(2 * int(np.prod(s)) for s in shapes)
         m, target = jacobian(
             lambda v: filter_residual(unpack(v, shapes), samples, w, kernels, yfull), n)
-        op = jax.jit(lambda v: ef.filter_lhs(v, to_j(samples), jnp.asarray(w), to_j(kernels)))
+        stored = to_j(channels_first_np(samples) if channels_first else samples)
+        op = jax.jit(lambda v: ef.filter_lhs(v, stored, jnp.asarray(w), to_j(kernels),
+                                             channels_first=channels_first))
         lhs = dense_operator(lambda e: pack(op(to_j(unpack(e, shapes)))), n)
         g = metric(shapes)
         np.testing.assert_allclose(g[:, None] * lhs, m.T @ m, rtol=1e-10, atol=1e-10)
         yf = [crop_np(y, s[:2]) for s in shapes]
-        rhs = pack(ef.filter_rhs(to_j(samples), jnp.asarray(w), to_j(yf)))
+        rhs = pack(ef.filter_rhs(stored, jnp.asarray(w), to_j(yf),
+                                 channels_first=channels_first))
         np.testing.assert_allclose(g * rhs, m.T @ target, rtol=1e-10, atol=1e-12)
 
 
@@ -370,6 +383,32 @@ def test_train_filter_five_iterations_lower_the_objective_and_warm_start():
             values.append(objective(hf))
         assert all(b < a for a, b in zip(values, values[1:])), values
         assert float(state.rho) > 0 and np.any(np.asarray(state.p[0]) != 0)
+
+
+def test_train_filter_channels_first_is_the_same_update():
+    """The tracker's layout (samples `(S, C, Ho, Wh)`) gives the same warm-started updates."""
+    with jax.enable_x64(True):
+        samples, w, kernels, y = make_problem(10, num_samples=5)
+        shapes = shapes_of(samples)
+        yf = to_j([crop_np(y, s[:2]) for s in shapes])
+        energy = to_j([np.sum(w[:, None, None, None] * np.abs(x) ** 2, axis=0) for x in samples])
+        reg_energy = [np.sum(k ** 2) for k in kernels]
+        cross = tuple(ef.cross_kernel(jnp.asarray(k)) for k in kernels)
+
+        def run(stored, first):
+            f = jax.jit(lambda h, st: ef.train_filter(
+                h, st, stored, jnp.asarray(w), yf, cross, energy, reg_energy,
+                settings=ef.FilterSettings(), channels_first=first))
+            hf = tuple(jnp.zeros(s, complex) for s in shapes)
+            state = cg_init(hf)
+            for _ in range(3):
+                hf, state = f(hf, state)
+            return hf, state
+
+        (h0, s0), (h1, s1) = run(to_j(samples), False), run(to_j(channels_first_np(samples)), True)
+        for a, b in zip(jax.tree_util.tree_leaves((h0, s0)), jax.tree_util.tree_leaves((h1, s1))):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-12, atol=1e-14)
+        assert max(float(np.abs(np.asarray(h)).max()) for h in h0) > 1e-3
 
 
 def test_filter_precond_formula():

@@ -149,7 +149,7 @@ def sample_stream(rng, count):
         yield new
 
 
-def assert_matches_reference(space, ref, rtol):
+def assert_matches_reference(space, ref, rtol, channels_first=False):
     n = ref.n
     assert int(space.num_samples) == n
     np.testing.assert_allclose(space.prior_weights, ref.weights, rtol=rtol, atol=1e-12)
@@ -159,6 +159,7 @@ def assert_matches_reference(space, ref, rtol):
     np.testing.assert_allclose(d[np.isfinite(d)], d_ref[np.isfinite(d_ref)], rtol=rtol,
                                atol=rtol * np.abs(ref.gram[:n, :n]).max())
     for s, s_ref in zip(space.samplesf, ref.samples):
+        s = np.moveaxis(np.asarray(s), 1, -1) if channels_first else s
         np.testing.assert_allclose(s, s_ref, rtol=rtol, atol=1e-12)
     # Conventions for empty slots: inf distances, zero gram rows, zero samples and weights.
     assert np.all(np.isinf(np.asarray(space.distance_matrix)[n:]))
@@ -166,27 +167,32 @@ def assert_matches_reference(space, ref, rtol):
     assert np.all(np.asarray(space.prior_weights)[n:] == 0)
 
 
-def test_update_matches_eco_transcription_in_every_case():
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_update_matches_eco_transcription_in_every_case(channels_first):
+    """Both layouts: blocks (Ho, Wh, C) and, as the ECO tracker stores them, (C, Ho, Wh)."""
     num_slots, lr = 5, 0.2
     min_weight = lr * (1 - lr) ** (2 * num_slots)  # ECO's minimum_sample_weight
     traces = []
 
     def step(space, new, lr, min_weight):
         traces.append(None)
-        return ss.update_sample_space(space, new, learning_rate=lr, min_sample_weight=min_weight)
+        return ss.update_sample_space(space, new, learning_rate=lr, min_sample_weight=min_weight,
+                                      channels_first=channels_first)
 
+    layout = (lambda b: np.moveaxis(b, -1, 0)) if channels_first else (lambda b: b)
+    shapes = [layout(np.zeros(b)).shape for b in BLOCKS]
     with jax.enable_x64(True):
         step_jit = jax.jit(step)
-        space = ss.init_sample_space(BLOCKS, num_slots, dtype=jnp.complex128)
-        assert space.samplesf[0].shape == (num_slots, *BLOCKS[0])
+        space = ss.init_sample_space(shapes, num_slots, dtype=jnp.complex128)
+        assert space.samplesf[0].shape == (num_slots, *shapes[0])
         ref = EcoReference(num_slots, lr, min_weight)
         cases = []
         for new in sample_stream(np.random.default_rng(0), 60):
-            space, info = step_jit(space, tuple(new), lr, min_weight)
+            space, info = step_jit(space, tuple(layout(b) for b in new), lr, min_weight)
             case, merged_id, new_id = ref.update(new)
             assert (int(info.case), int(info.merged_slot), int(info.new_slot)) == (
                 case, merged_id, new_id)
-            assert_matches_reference(space, ref, rtol=1e-9)
+            assert_matches_reference(space, ref, rtol=1e-9, channels_first=channels_first)
             np.testing.assert_allclose(float(jnp.sum(space.prior_weights)), 1.0, rtol=1e-12)
             cases.append(case)
     assert len(traces) == 1
@@ -253,9 +259,15 @@ def test_set_sample_refreshes_gram_and_distances():
         fed[1] = replacement
         out = ss.set_sample(space, 1, tuple(replacement))
         np.testing.assert_array_equal(out.prior_weights, space.prior_weights)
+        # the same on the channels-first layout
+        first = lambda blocks: tuple(jnp.moveaxis(jnp.asarray(b), -1, -3) for b in blocks)  # noqa: E731
+        out_cf = ss.set_sample(space._replace(samplesf=first(space.samplesf)), 1,
+                               first(replacement), channels_first=True)
         for i in range(3):
             for j in range(3):
                 np.testing.assert_allclose(out.gram_matrix[i, j], block_ip(fed[i], fed[j]),
+                                           rtol=1e-10)
+                np.testing.assert_allclose(out_cf.gram_matrix[i, j], block_ip(fed[i], fed[j]),
                                            rtol=1e-10)
                 diff = [a - b for a, b in zip(fed[i], fed[j])]
                 expected = np.inf if i == j else block_ip(diff, diff)

@@ -14,6 +14,9 @@ Conventions:
   `d` of shape `(Ho_d, Wh_d, C_d)` (C_d: projected channels), complex64 by default. The memory
   holds `S` slots: `samplesf[d]` has shape `(S, Ho_d, Wh_d, C_d)`. Slots `0 .. num_samples - 1`
   are filled, in insertion order until the memory is full; empty slots hold zeros, weight 0.
+  With `channels_first=True` the blocks are `(C_d, Ho_d, Wh_d)` instead (the memory
+  `(S, C_d, Ho_d, Wh_d)`), the layout `ctjax.trackers.eco_filter` reads fastest; only the
+  inner products need to know which axis is `kx`.
 * Inner products are those of the full Hermitian spectra (`cfourier.full_inner`) summed over
   blocks. (ECO's MATLAB uses `2 Re<a, b>` over the half spectrum, counting the `kx = 0` column
   twice; its own comment calls that an approximation. Here the exact value is used.)
@@ -45,7 +48,6 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from ctjax.ops.cfourier import full_inner
 
 INSERT, REPLACE, MERGE_NEW, MERGE_PAIR = 0, 1, 2, 3
 
@@ -101,20 +103,32 @@ def init_sample_space(block_shapes: Sequence[Sequence[int]], num_slots: int, *,
         num_samples=jnp.zeros((), jnp.int32))
 
 
-def _inner_with_slots(samplesf: tuple, xf: tuple) -> jnp.ndarray:
+def _weighted_conj(x: jnp.ndarray, channels_first: bool) -> jnp.ndarray:
+    """`conj(x) w` for one block, `w` = 1 at `kx = 0` and 2 elsewhere (`full_inner`'s weights:
+    every `kx > 0` column also stands for its mirror)."""
+    kx = -1 if channels_first else -2
+    w = jnp.where(jnp.arange(x.shape[kx]) == 0, 1, 2).astype(jnp.real(x).dtype)
+    return jnp.conj(x) * (w if channels_first else w[:, None])
+
+
+def _inner_with_slots(samplesf: tuple, xf: tuple, channels_first: bool) -> jnp.ndarray:
     """`(S,)` inner products <samplesf[l], xf> summed over blocks (ECO find_gram_vector.m).
 
     `full_inner` written as one matrix-vector product per block,
-    `Re(samplesf[l] . conj(xf) w)` with `w` = 1 at `kx = 0` and 2 elsewhere: it reads the
-    memory (megabytes) once, where the elementwise form materialises the product first.
+    `Re(samplesf[l] . conj(xf) w)`: it reads the memory (megabytes) once, where the
+    elementwise form materialises the product first.
     """
     out = 0
     for s, x in zip(samplesf, xf):
-        w = jnp.where(jnp.arange(x.shape[-2]) == 0, 1, 2).astype(jnp.real(x).dtype)
-        v = (jnp.conj(x) * w[:, None]).reshape(-1)
+        v = _weighted_conj(x, channels_first).reshape(-1)
         out = out + jnp.real(jnp.matmul(s.reshape(s.shape[0], -1), v,
                                         precision=jax.lax.Precision.HIGHEST))
     return out
+
+
+def _norm(xf: tuple, channels_first: bool) -> jnp.ndarray:
+    """`<xf, xf>` of the full spectra, summed over blocks."""
+    return sum(jnp.sum(jnp.real(x * _weighted_conj(x, channels_first))) for x in xf)
 
 
 def _set_gram_slot(gram: jnp.ndarray, slot, column: jnp.ndarray, norm) -> jnp.ndarray:
@@ -141,7 +155,8 @@ def _read_slot(samplesf: tuple, slot) -> tuple:
 
 
 def update_sample_space(space: SampleSpace, new_xf: Sequence[jnp.ndarray], *,
-                        learning_rate, min_sample_weight) -> tuple[SampleSpace, SampleSpaceInfo]:
+                        learning_rate, min_sample_weight,
+                        channels_first: bool = False) -> tuple[SampleSpace, SampleSpaceInfo]:
     """Adds one training sample to the memory (ECO update_sample_space_model.m).
 
     Args:
@@ -151,6 +166,7 @@ def update_sample_space(space: SampleSpace, new_xf: Sequence[jnp.ndarray], *,
             a Python float or a traced scalar.
         min_sample_weight: a full memory replaces its lowest-weight sample when that weight is
             below this (ECO: `learning_rate * (1 - learning_rate) ** (2 * S)`).
+        channels_first: blocks (and the memory's slots) are `(C_d, Ho_d, Wh_d)`.
 
     Returns:
         `(space, info)`: the updated memory and a `SampleSpaceInfo` naming the case and the
@@ -163,8 +179,8 @@ def update_sample_space(space: SampleSpace, new_xf: Sequence[jnp.ndarray], *,
     lr = jnp.asarray(learning_rate, weights.dtype)
     slots = jnp.arange(num_slots)
 
-    gram_vector = _inner_with_slots(space.samplesf, new_xf).astype(weights.dtype)
-    new_norm = sum(full_inner(x, x) for x in new_xf).astype(weights.dtype)
+    gram_vector = _inner_with_slots(space.samplesf, new_xf, channels_first).astype(weights.dtype)
+    new_norm = _norm(new_xf, channels_first).astype(weights.dtype)
     filled = slots < n
     dist_vector = jnp.where(filled, jnp.maximum(new_norm + jnp.diagonal(gram)
                                                 - 2 * gram_vector, 0), jnp.inf)
@@ -243,7 +259,8 @@ def update_sample_space(space: SampleSpace, new_xf: Sequence[jnp.ndarray], *,
     return space, SampleSpaceInfo(case.astype(jnp.int32), merged_slot, new_slot)
 
 
-def set_sample(space: SampleSpace, slot, xf: Sequence[jnp.ndarray]) -> SampleSpace:
+def set_sample(space: SampleSpace, slot, xf: Sequence[jnp.ndarray], *,
+               channels_first: bool = False) -> SampleSpace:
     """Overwrites a filled slot with a new value, keeping its weight (ECO tracker.m, frame 1:
     the first sample is re-projected after the Gauss-Newton step and its gram entry updated).
 
@@ -251,6 +268,7 @@ def set_sample(space: SampleSpace, slot, xf: Sequence[jnp.ndarray]) -> SampleSpa
         space: a `SampleSpace` in which `slot < num_samples`.
         slot: int slot index (0-based), static or traced.
         xf: tuple over blocks of `(Ho_d, Wh_d, C_d)` half spectra.
+        channels_first: blocks (and the memory's slots) are `(C_d, Ho_d, Wh_d)`.
 
     Returns:
         The memory with `slot` replaced and its gram and distance rows and columns recomputed.
@@ -260,7 +278,7 @@ def set_sample(space: SampleSpace, slot, xf: Sequence[jnp.ndarray]) -> SampleSpa
                      for s, x in zip(space.samplesf, xf))
     real = space.prior_weights.dtype
     filled = jnp.arange(space.prior_weights.shape[0]) < space.num_samples
-    column = jnp.where(filled, _inner_with_slots(samplesf, xf).astype(real), 0)
+    column = jnp.where(filled, _inner_with_slots(samplesf, xf, channels_first).astype(real), 0)
     gram = _set_gram_slot(space.gram_matrix, slot, column, column[slot])
     dist = _set_distance_slot(space.distance_matrix, gram, slot, filled)
     return space._replace(samplesf=samplesf, gram_matrix=gram, distance_matrix=dist)

@@ -95,7 +95,8 @@ class EcoState(NamedTuple):
       projection: tuple of (C_d, Cp_d) projection matrices.
       hf: tuple of (Ho_d, Wh_d, Cp_d) filter spectra.
       cg: the warm-start state of the conjugate gradient.
-      memory: the sample space.
+      memory: the sample space (`ctjax.ops.sample_space`), blocks stored channels first:
+        `samplesf[d]` is `(num_samples, Cp_d, Ho_d, Wh_d)`.
       sample_energy: tuple of (Ho_d, Wh_d, Cp_d) running mean |x|^2 (preconditioner).
       yf: tuple of (Ho_d, Wh_d) label spectra.
       reg, reg_energy: per block, the (K, K) regularisation kernel and its energy.
@@ -235,10 +236,11 @@ def make_tracker(config: EcoConfig, features) -> Tracker:
         hf, projection = eco_filter.train_joint(xlf, yf, _cross(reg), projection, energy,
                                                 reg_energy, settings=config.filter)
         proj_xf = tuple(jnp.einsum("hwc,cd->hwd", x, P) for x, P in zip(xlf, projection))
-        memory = sample_space.init_sample_space(
-            tuple(x.shape for x in proj_xf), config.num_samples)
+        first = _channels_first(proj_xf)
+        memory = sample_space.init_sample_space(tuple(x.shape for x in first), config.num_samples)
         memory, _ = sample_space.update_sample_space(
-            memory, proj_xf, learning_rate=config.learning_rate, min_sample_weight=min_weight)
+            memory, first, learning_rate=config.learning_rate, min_sample_weight=min_weight,
+            channels_first=True)
         frame_hw = frame.hw.astype(jnp.float32)
         scale_range = scale_limits(config, geo, base_size, frame_hw)
         sf_state = (scale_filter.init_scale_filter(
@@ -269,8 +271,8 @@ def make_tracker(config: EcoConfig, features) -> Tracker:
         new_xf = tuple(cfourier.shift_sample(x[s], shift, hw)
                        for x, hw in zip(xtf, geo.filter_hw))
         memory, _ = sample_space.update_sample_space(
-            state.memory, new_xf, learning_rate=config.learning_rate,
-            min_sample_weight=min_weight)
+            state.memory, _channels_first(new_xf), learning_rate=config.learning_rate,
+            min_sample_weight=min_weight, channels_first=True)
         frame_no = state.frame + 1
         lr = config.learning_rate
         energy = tuple((1 - lr) * e + lr * jnp.real(x * jnp.conj(x))
@@ -282,7 +284,8 @@ def make_tracker(config: EcoConfig, features) -> Tracker:
         def train(_):
             return eco_filter.train_filter(state.hf, state.cg, memory.samplesf,
                                            memory.prior_weights, state.yf, _cross(state.reg),
-                                           energy, state.reg_energy, settings=config.filter)
+                                           energy, state.reg_energy, settings=config.filter,
+                                           channels_first=True)
 
         hf, cg = jax.lax.cond(train_now, train, lambda _: (state.hf, state.cg), None)
         energy = tuple(jnp.where(train_now, e, old) for e, old in zip(energy, state.sample_energy))
@@ -298,6 +301,12 @@ def make_tracker(config: EcoConfig, features) -> Tracker:
         return new, box, score
 
     return Tracker(init_fn=init_fn, step_fn=step_fn)
+
+
+def _channels_first(xf: tuple) -> tuple:
+    """Spectra `(..., Ho, Wh, C)` -> `(..., C, Ho, Wh)`, the sample memory's layout (the
+    solver's data term is 1.6x faster on it, `eco_filter.filter_lhs`)."""
+    return tuple(jnp.moveaxis(x, -1, -3) for x in xf)
 
 
 def _cross(reg: tuple) -> tuple:

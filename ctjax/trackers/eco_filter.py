@@ -305,47 +305,65 @@ def filter_inner(af: Sequence[jnp.ndarray], bf: Sequence[jnp.ndarray]) -> jnp.nd
 _CHUNK = 5  # samples per iteration of `_data_normal`'s loop (the largest divisor of S up to it)
 
 
-def _data_normal(hf, samplesf, sample_weights) -> tuple:
+def _data_normal(hf, samplesf, sample_weights, channels_first: bool = False) -> tuple:
     """`A^H Gamma A hf` (`apply_data_adjoint(apply_data(hf, x) * w, x)`), one sample at a time.
 
     A loop over the sample axis reads each sample once, while it is in cache, for both
     operators; the batched form streams the whole memory (megabytes) twice and XLA CPU
-    materialises the product of the adjoint before summing it over the samples.
+    materialises the product of the adjoint before summing it over the samples. Samples
+    with the channels first, `(S, C_d, Ho_d, Wh_d)`, make the sum over the channels one over
+    whole contiguous spectra (1.6x faster than over the innermost 3-12 channels).
     """
     out_hw = _grid_hw(hf)
     num = samplesf[0].shape[0]
     k = max(c for c in range(1, _CHUNK + 1) if num % c == 0)
+    rdtype = jnp.real(hf[0]).dtype
+    if channels_first:
+        hc = tuple(jnp.moveaxis(h, -1, 0) for h in hf)  # (C, Ho, Wh)
+
+        def body(i, acc):
+            x = tuple(lax.dynamic_slice_in_dim(s, i * k, k) for s in samplesf)
+            w = lax.dynamic_slice_in_dim(sample_weights, i * k, k).astype(rdtype)
+            r = sum(pad_to(jnp.sum(u * h, axis=1), out_hw) for h, u in zip(hc, x))
+            r = r * w[:, None, None]
+            return tuple(a + jnp.sum(jnp.conj(u) * crop_from(r, (u.shape[2], 2 * u.shape[3] - 1))
+                                     [:, None], axis=0) for a, u in zip(acc, x))
+
+        out = lax.fori_loop(0, num // k, body, tuple(jnp.zeros_like(h) for h in hc))
+        return tuple(jnp.moveaxis(a, 0, -1) for a in out)
 
     def body(i, acc):
         x = tuple(lax.dynamic_slice_in_dim(s, i * k, k) for s in samplesf)
-        w = lax.dynamic_slice_in_dim(sample_weights, i * k, k).astype(jnp.real(hf[0]).dtype)
+        w = lax.dynamic_slice_in_dim(sample_weights, i * k, k).astype(rdtype)
         r = apply_data(hf, x) * w[:, None, None]
         return tuple(a + g for a, g in zip(acc, apply_data_adjoint(r, x)))
 
     return lax.fori_loop(0, num // k, body, tuple(jnp.zeros_like(h) for h in hf))
 
 
-def filter_lhs(hf, samplesf, sample_weights, reg) -> tuple:
+def filter_lhs(hf, samplesf, sample_weights, reg, *, channels_first: bool = False) -> tuple:
     """`(A^H Gamma A + W^H W) hf` (ECO `lhs_operation.m`).
 
     Args:
       hf: per block `(Ho_d, Wh_d, Cp_d)` complex.
-      samplesf: per block `(S, Ho_d, Wh_d, Cp_d)` complex.
+      samplesf: per block `(S, Ho_d, Wh_d, Cp_d)` complex, or `(S, Cp_d, Ho_d, Wh_d)` with
+        `channels_first` (the faster layout; `hf` and the result keep theirs).
       sample_weights: `(S,)` real.
       reg: per block `(Kh, Kw)` real reg kernel or `CrossKernel`.
 
     Returns:
       Tuple shaped like `hf`.
     """
-    data = _data_normal(hf, samplesf, sample_weights)
+    data = _data_normal(hf, samplesf, sample_weights, channels_first)
     return tuple(a + apply_reg(h, k) for a, h, k in zip(data, hf, reg))
 
 
-def filter_rhs(samplesf, sample_weights, yf) -> tuple:
+def filter_rhs(samplesf, sample_weights, yf, *, channels_first: bool = False) -> tuple:
     """`A^H Gamma y = conj(sum_s w_s x_s) * y` (ECO `train_filter.m`).
 
     Args:
-      samplesf: per block `(S, Ho_d, Wh_d, Cp_d)` complex.
+      samplesf: per block `(S, Ho_d, Wh_d, Cp_d)` complex, or `(S, Cp_d, Ho_d, Wh_d)` with
+        `channels_first` (the result is `(Ho_d, Wh_d, Cp_d)` either way).
       sample_weights: `(S,)` real.
       yf: per block `(Ho_d, Wh_d)` label.
 
@@ -357,6 +375,8 @@ def filter_rhs(samplesf, sample_weights, yf) -> tuple:
         # A matrix-vector product reads the memory once (a weighted sum over the sample axis
         # is materialised before it is reduced on XLA CPU).
         xbar = jnp.tensordot(sample_weights.astype(x.dtype), x, axes=1, precision=_HI)
+        if channels_first:
+            xbar = jnp.moveaxis(xbar, 0, -1)
         out.append(jnp.conj(xbar) * y[..., None])
     return tuple(out)
 
@@ -382,7 +402,8 @@ def filter_precond(sample_energy, reg_energy, *, settings: FilterSettings) -> tu
 
 
 def train_filter(hf, cg_state: CGState, samplesf, sample_weights, yf, reg, sample_energy,
-                 reg_energy, *, settings: FilterSettings) -> tuple[tuple, CGState]:
+                 reg_energy, *, settings: FilterSettings,
+                 channels_first: bool = False) -> tuple[tuple, CGState]:
     """One sparse filter update: `settings.cg_iter` warm-started PCG iterations (ECO
     `train_filter.m` with `pcg_ccot.m`), then `symmetrize`.
 
@@ -396,13 +417,15 @@ def train_filter(hf, cg_state: CGState, samplesf, sample_weights, yf, reg, sampl
       samplesf, sample_weights, yf, reg: see the module docstring.
       sample_energy, reg_energy: see `filter_precond`.
       settings: `FilterSettings` (cg_iter, cg_use_fr, cg_standard_alpha, the forgetting).
+      channels_first: `samplesf` is `(S, Cp_d, Ho_d, Wh_d)` per block (see `filter_lhs`).
 
     Returns:
       `(hf, cg_state)`.
     """
-    rhs = filter_rhs(samplesf, sample_weights, yf)
+    rhs = filter_rhs(samplesf, sample_weights, yf, channels_first=channels_first)
     diag = filter_precond(sample_energy, reg_energy, settings=settings)
-    hf, cg_state = pcg(lambda h: filter_lhs(h, samplesf, sample_weights, reg), rhs, tuple(hf),
+    hf, cg_state = pcg(lambda h: filter_lhs(h, samplesf, sample_weights, reg,
+                                            channels_first=channels_first), rhs, tuple(hf),
                        cg_state, inner=filter_inner, num_iters=settings.cg_iter, diag=diag,
                        fletcher_reeves=settings.cg_use_fr,
                        standard_alpha=settings.cg_standard_alpha,
