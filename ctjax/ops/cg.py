@@ -71,6 +71,15 @@ def _axpy(a, x, y):
     return jax.tree_util.tree_map(lambda u, v: (a * u + v).astype(v.dtype), x, y)
 
 
+def _divide(u, m):
+    """`u / m` in `u`'s dtype; a complex `u` by a real `m` as two real divisions (jnp would
+    promote `m` and divide complex numbers, several times slower on CPU)."""
+    if jnp.iscomplexobj(u) and not jnp.iscomplexobj(m):
+        m = m.astype(jnp.real(u).dtype)
+        return lax.complex(jnp.real(u) / m, jnp.imag(u) / m)
+    return (u / m).astype(u.dtype)
+
+
 def _select(ok, new, old):
     return jax.tree_util.tree_map(lambda u, v: jnp.where(ok, u, v), new, old)
 
@@ -120,7 +129,7 @@ def pcg(
         rho0 = state.rho / forget_factor
     rdtype = jax.eval_shape(inner, b, b).dtype
     precond = (lambda r: r) if diag is None else (
-        lambda r: jax.tree_util.tree_map(lambda u, m: (u / m).astype(u.dtype), r, diag))
+        lambda r: jax.tree_util.tree_map(_divide, r, diag))
     r0 = _axpy(-1.0, apply_a(x0), b)
 
     def body(_, carry):

@@ -251,6 +251,8 @@ def _materialize(x: jnp.ndarray, like: jnp.ndarray) -> jnp.ndarray:
     (`lax.optimization_barrier` does not stop this fusion on CPU.)
     """
     one = jnp.exp(0 * jnp.sum(like)).astype(jnp.real(x).dtype)
+    if jnp.iscomplexobj(x):  # two real divisions, not a complex one
+        return lax.complex(jnp.real(x) / one, jnp.imag(x) / one)
     return x / one
 
 
@@ -287,6 +289,9 @@ def apply_reg(hf: jnp.ndarray, reg_kernel: jnp.ndarray) -> jnp.ndarray:
     if isinstance(reg_kernel, CrossKernel):
         wext = _materialize(wext, reg_kernel.row)
     g = _correlate_valid(wext, reg_kernel)
+    if isinstance(reg_kernel, CrossKernel):
+        # Computed once, not again inside the transposition and the extension's adjoint.
+        g = _materialize(g, reg_kernel.col)
     out = g[..., :, kw - 1:]
     m2 = min(kw - 1, wh - 1)
     if m2 > 0:
@@ -460,7 +465,15 @@ def pca_projection(x: jnp.ndarray, dim: int) -> jnp.ndarray:
 
 
 def project(xf: jnp.ndarray, p: jnp.ndarray) -> jnp.ndarray:
-    """Projects the channels of a spectrum: `(..., C) @ (C, Cp) -> (..., Cp)`."""
+    """Projects the channels of a spectrum: `(..., C) @ (C, Cp) -> (..., Cp)`.
+
+    A complex spectrum and a real `p` as real products of its real and imaginary parts (a
+    complex product with `p`'s zero imaginary part would do four times the work).
+    """
+    if jnp.iscomplexobj(xf) and not jnp.iscomplexobj(p):
+        p = p.astype(jnp.real(xf).dtype)
+        both = jnp.matmul(jnp.stack([jnp.real(xf), jnp.imag(xf)]), p, precision=_HI)
+        return lax.complex(both[0], both[1])
     return jnp.matmul(xf, p.astype(xf.dtype), precision=_HI)
 
 
@@ -482,8 +495,11 @@ def _proj_adjoint_blocks(r_blocks, xlf, hf0) -> tuple:
     out = []
     for r, x, h in zip(r_blocks, xlf, hf0):
         u = jnp.conj(h) * r[..., None]
-        xw = jnp.conj(x) * _kx_weights(x.shape[-2], jnp.real(x).dtype)[:, None]
-        out.append(jnp.real(jnp.einsum("hwc,hwp->cp", xw, u, precision=_HI)))
+        w = _kx_weights(x.shape[-2], jnp.real(x).dtype)[:, None]
+        # Re(sum_k w conj(x_kc') u_kp) = sum_k w (Re x Re u + Im x Im u): one real product.
+        a = jnp.concatenate([jnp.real(x) * w, jnp.imag(x) * w]).reshape(-1, x.shape[-1])
+        b = jnp.concatenate([jnp.real(u), jnp.imag(u)]).reshape(-1, u.shape[-1])
+        out.append(jnp.matmul(a.T, b, precision=_HI))
     return tuple(out)
 
 
