@@ -212,31 +212,39 @@ def _flip_kernel(kernel):
     return jnp.flip(kernel)
 
 
-def _correlate_valid(x: jnp.ndarray, kernel) -> jnp.ndarray:
-    """Valid 2-D cross-correlation over the last two axes `(H, W)` with a real kernel.
+def _correlate_valid(x: jnp.ndarray, kernel, group: int = 1) -> jnp.ndarray:
+    """Valid 2-D cross-correlation over the last two axes `(H, W * group)` with a real kernel.
 
-    A sum of shifted slices (`Kh Kw` of them, or `Kh + Kw - 1` for a `CrossKernel`), which
-    XLA fuses into one loop; on CPU this is several times faster than
-    `lax.conv_general_dilated` with one channel per (re, im, channel) map.
+    The last axis holds `W` positions of `group` values each (a `(..., H, W, C)` map with its
+    last two axes merged, `group = C`): a tap `j` along it is a shift by `j * group`. Every
+    shifted slice is then a run along the contiguous last axis, which XLA CPU's fused loop
+    vectorises (with the few channels as a separate innermost axis it does not: 2x slower).
+    A sum of `Kh Kw` shifted slices, or `Kh + Kw - 1` for a `CrossKernel`, fused into one
+    loop; several times faster than `lax.conv_general_dilated` with one channel per (re, im,
+    channel) map.
     """
     kh, kw = kernel.shape
-    h, w = x.shape[-2] - kh + 1, x.shape[-1] - kw + 1
+    h, w = x.shape[-2] - kh + 1, x.shape[-1] - (kw - 1) * group
     rdtype = jnp.real(x).dtype
+
+    def tap(i, j):
+        return x[..., i:i + h, j * group:j * group + w]
+
     if isinstance(kernel, CrossKernel):
         col, row = kernel.col.astype(rdtype), kernel.row.astype(rdtype)
         cy, cx = kh // 2, kw // 2
         # The centre tap is in both the row and the column: count it once.
-        out = -row[cx] * x[..., cy:cy + h, cx:cx + w]
+        out = -row[cx] * tap(cy, cx)
         for i in range(kh):
-            out = out + col[i] * x[..., i:i + h, cx:cx + w]
+            out = out + col[i] * tap(i, cx)
         for j in range(kw):
-            out = out + row[j] * x[..., cy:cy + h, j:j + w]
+            out = out + row[j] * tap(cy, j)
         return out
     kernel = kernel.astype(rdtype)
     out = jnp.zeros(x.shape[:-2] + (h, w), x.dtype)
     for i in range(kh):
         for j in range(kw):
-            out = out + kernel[i, j] * x[..., i:i + h, j:j + w]
+            out = out + kernel[i, j] * tap(i, j)
     return out
 
 
@@ -274,32 +282,29 @@ def apply_reg(hf: jnp.ndarray, reg_kernel: jnp.ndarray) -> jnp.ndarray:
       `(..., Ho, Wh, C)` complex.
     """
     kh, kw = reg_kernel.shape
-    wh = hf.shape[-2]
-    # Channels first, (..., C, Ho, Wh): the shifted slices are then runs along contiguous rows
-    # (with the few channels innermost XLA CPU's loops do not vectorise; 2x slower).
-    x = jnp.moveaxis(hf, -1, -3)
+    wh, c = hf.shape[-2:]
     m = min(2 * (kw - 1), wh - 1)  # kx < 0 columns the two convolutions reach
-    ext = jnp.concatenate([jnp.conj(jnp.flip(x[..., :, 1:m + 1], axis=(-2, -1))), x], axis=-1)
+    ext = jnp.concatenate([jnp.conj(jnp.flip(hf[..., :, 1:m + 1, :], axis=(-3, -2))), hf], axis=-2)
     # Zero rows / columns around the spectrum so both convolutions are linear (not truncated):
     # the result covers kx = -(kw-1) .. wh-1.
-    pad = [(kh - 1, kh - 1), (2 * (kw - 1) - m, kw - 1)]
-    ext = jnp.pad(ext, [(0, 0)] * (ext.ndim - 2) + pad)
+    pad = [(kh - 1, kh - 1), (2 * (kw - 1) - m, kw - 1), (0, 0)]
+    ext = jnp.pad(ext, [(0, 0)] * (ext.ndim - 3) + pad)
+    # Columns and channels merged into one contiguous axis (see `_correlate_valid`).
+    ext = ext.reshape(ext.shape[:-2] + (-1,))
     # W: true convolution = correlation with the flipped kernel; W^H: correlation.
-    wext = _correlate_valid(ext, _flip_kernel(reg_kernel))
+    wext = _correlate_valid(ext, _flip_kernel(reg_kernel), c)
     if isinstance(reg_kernel, CrossKernel):
         wext = _materialize(wext, reg_kernel.row)
-    g = _correlate_valid(wext, reg_kernel)
-    if isinstance(reg_kernel, CrossKernel):
-        # Computed once, not again inside the transposition and the extension's adjoint.
-        g = _materialize(g, reg_kernel.col)
-    out = g[..., :, kw - 1:]
+    g = _correlate_valid(wext, reg_kernel, c)
+    g = g.reshape(g.shape[:-1] + (-1, c))
+    out = g[..., :, kw - 1:, :]
     m2 = min(kw - 1, wh - 1)
     if m2 > 0:
         # Adjoint of the extension: column kx > 0 also receives conj of the (-ky, -kx) value.
         # Only kx <= kw - 1 can differ (a non-Hermitian kx = 0 column spreads that far).
-        neg = jnp.conj(jnp.flip(g[..., :, kw - 1 - m2:kw - 1], axis=(-2, -1)))
-        out = out.at[..., :, 1:m2 + 1].set(0.5 * (out[..., :, 1:m2 + 1] + neg))
-    return jnp.moveaxis(out, -3, -1)
+        neg = jnp.conj(jnp.flip(g[..., :, kw - 1 - m2:kw - 1, :], axis=(-3, -2)))
+        out = out.at[..., :, 1:m2 + 1, :].set(0.5 * (out[..., :, 1:m2 + 1, :] + neg))
+    return out
 
 
 def filter_inner(af: Sequence[jnp.ndarray], bf: Sequence[jnp.ndarray]) -> jnp.ndarray:
