@@ -305,7 +305,8 @@ def main(argv=None) -> None:
         variants.insert(0, ("ref", importlib.import_module("ecoref.eco")))
     saved = {}
     for name in args.presets.split(","):
-        if name == "eco-hc" and not (Path(eco.__file__).parents[1] / "features/colornames.py").exists():
+        colour = Path(eco.__file__).parents[1] / "features" / "colornames.py"
+        if name == "eco-hc" and not colour.exists():
             print(f"{name}: skipped (ctjax/features/colornames.py missing)")
             continue
         try:

@@ -260,7 +260,9 @@ def test_set_sample_refreshes_gram_and_distances():
         out = ss.set_sample(space, 1, tuple(replacement))
         np.testing.assert_array_equal(out.prior_weights, space.prior_weights)
         # the same on the channels-first layout
-        first = lambda blocks: tuple(jnp.moveaxis(jnp.asarray(b), -1, -3) for b in blocks)  # noqa: E731
+        def first(blocks):
+            return tuple(jnp.moveaxis(jnp.asarray(b), -1, -3) for b in blocks)
+
         out_cf = ss.set_sample(space._replace(samplesf=first(space.samplesf)), 1,
                                first(replacement), channels_first=True)
         for i in range(3):
