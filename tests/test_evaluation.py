@@ -238,14 +238,16 @@ def test_summary_table_rows_and_mean():
     assert len(lines) == 5
     assert len({len(line) for line in lines}) == 1  # aligned columns
     assert [c.strip() for c in lines[0].split("|")[1:-1]] == [
-        "sequence", "frames", "AUC", "P@20", "NormP@0.2", "FPS"]
+        "sequence", "frames", "AUC", "OP50", "OP75", "P@20", "NormP@0.2", "FPS"]
     alpha = [c.strip() for c in lines[2].split("|")[1:-1]]
-    assert alpha == ["Alpha", "10", f"{20 / 21:.3f}", "1.000", "1.000", "120.0"]
+    assert alpha == ["Alpha", "10", f"{20 / 21:.3f}", "1.000", "1.000", "1.000", "1.000",
+                     "120.0"]
     mean = [c.strip() for c in lines[4].split("|")[1:-1]]
     overall = ev.aggregate(results)
     assert mean[0] == "mean of 2 (ours)" and mean[1] == "30"
-    assert mean[2:5] == [f"{overall.auc:.3f}", "1.000", f"{overall.norm_precision:.3f}"]
-    assert mean[5] == f"{overall.fps:.1f}"
+    assert mean[2:7] == [f"{overall.auc:.3f}", f"{overall.op50:.3f}", f"{overall.op75:.3f}",
+                         "1.000", f"{overall.norm_precision:.3f}"]
+    assert mean[7] == f"{overall.fps:.1f}"
     assert "FPS" not in ev.summary_table([ev.evaluate_sequence(a, a)])
 
 
@@ -260,3 +262,124 @@ def test_plots_write_pngs(tmp_path):
             assert im.format == "PNG" and im.size[0] > 300
     with pytest.raises(ev.EvaluationError, match="no tracker"):
         ev.plot_success({}, tmp_path / "x.png")
+
+
+# --------------------------------------------------------------------------------------------
+# OP50 / OP75, the OTB toolkit's ground-truth rule, per-frame records, other toolkits' layouts
+
+
+def test_op50_op75_match_a_loop_count_and_average_per_sequence():
+    ops = []
+    results = []
+    for seed in (11, 12):
+        gt = _track(50, seed=seed)
+        pred = gt + np.random.default_rng(seed).normal(0, 7, gt.shape) * [1, 1, 0.4, 0.4]
+        overlaps, _, _, _ = _otb_reference(pred, gt)
+        ops.append((sum(o > 0.5 for o in overlaps) / 50, sum(o > 0.75 for o in overlaps) / 50))
+        results.append(ev.evaluate_sequence(pred, gt, name=str(seed)))
+        assert results[-1].op50 == pytest.approx(ops[-1][0])
+        assert results[-1].op75 == pytest.approx(ops[-1][1])
+    assert 0 < ops[0][1] < ops[0][0] < 1  # the case is not degenerate
+    overall = ev.aggregate(results)
+    assert overall.op50 == pytest.approx((ops[0][0] + ops[1][0]) / 2)
+    assert overall.op75 == pytest.approx((ops[0][1] + ops[1][1]) / 2)
+    # Exactly 0.5 is not > 0.5 (strict, as the success curve).
+    gt = np.tile([1.0, 1, 10, 10], (2, 1))
+    assert ev.evaluate_sequence(gt + [[0, 0, 0, 0], [0, 0, 0, -5]], gt).op50 == 0.5
+
+
+# Hand-computed case. Frame 2's box has x = 0 (invalid for the OTB toolkit, valid for us),
+# frame 3 has no ground truth, frame 4's prediction is lost (NaN).
+GT5 = np.array([[10, 10, 10, 10], [0, 10, 10, 10], [np.nan] * 4, [20, 20, 10, 10],
+                [20, 20, 10, 10]], float)
+PRED5 = np.array([[12, 10, 10, 10], [0, 10, 10, 10], [5, 5, 10, 10], [np.nan] * 4,
+                  [25, 20, 10, 10]], float)
+
+
+def test_otb_rule_by_hand():
+    r = ev.evaluate_sequence(PRED5, GT5, gt_rule="otb")
+    # Frame 1 is scored as the ground truth (IoU 1); frames 2, 3 count with -1; frame 4
+    # carries frame 3's box [5,5,10,10]: IoU 0, centres (9.5, 9.5) vs (24.5, 24.5); frame 5:
+    # [25,30) vs [20,30) -> 50 / 150.
+    np.testing.assert_allclose(r.overlaps, [1, -1, -1, 0, 1 / 3])
+    np.testing.assert_allclose(r.center_errors, [0, -1, -1, 15 * np.sqrt(2), 5])
+    assert r.num_valid == 5 and r.gt_rule == "otb" and r.num_invalid_pred == 1
+    # Every frame in the denominator: overlap > t for t <= 0.30 on frames 1 and 5, then frame
+    # 1 only, none at 1.0; -1 errors pass every precision threshold.
+    expected_success = np.where(THR < 1 / 3, 0.4, 0.2)
+    expected_success[-1] = 0.0
+    np.testing.assert_allclose(r.success, expected_success)
+    assert r.auc == pytest.approx((7 * 0.4 + 13 * 0.2) / 21)
+    assert r.op50 == 0.2 and r.op75 == 0.2
+    assert r.precision[0] == 0.6 and r.precision[5] == 0.8 and r.precision20 == 0.8
+    assert r.precision[21] == 0.8 and r.precision[22] == 1.0  # 21.21 px
+
+
+def test_ctjax_rule_on_the_same_case():
+    r = ev.evaluate_sequence(PRED5, GT5)
+    # Frames 1, 2, 4, 5 are valid: IoU 2/3 (x 12..22 vs 10..20), 1, 0 (lost), 1/3.
+    np.testing.assert_allclose(r.overlaps[[0, 1, 3, 4]], [2 / 3, 1, 0, 1 / 3])
+    assert np.isnan(r.overlaps[2]) and r.num_valid == 4
+    assert r.op50 == 0.5 and r.op75 == 0.25 and r.precision20 == 0.75
+    overall = ev.aggregate([r])
+    assert overall.gt_rule == "ctjax"
+    with pytest.raises(ev.EvaluationError, match="different ground-truth rules"):
+        ev.aggregate([r, ev.evaluate_sequence(PRED5, GT5, gt_rule="otb")])
+    with pytest.raises(ValueError, match="unknown ground-truth rule"):
+        ev.evaluate_sequence(PRED5, GT5, gt_rule="vot")
+
+
+def test_otb_rule_carries_only_what_the_toolkit_carries():
+    gt = np.tile([10.0, 10, 20, 20], (4, 1))
+    pred = gt.copy()
+    pred[1] = [10, 10, 0, 20]           # w <= 0: carried (frame 1's box)
+    pred[2] = [np.nan, 10, 20, 20]      # one NaN only: MATLAB's all-of `if` is false
+    gt[3] = [10, 10, np.nan, 20]        # ground truth with a NaN: nothing carried there
+    pred[3] = [np.nan] * 4
+    r = ev.evaluate_sequence(pred, gt, gt_rule="otb")
+    assert r.overlaps[1] == 1.0
+    assert np.isnan(r.overlaps[2]) and np.isnan(r.center_errors[2])  # fails every threshold
+    assert r.overlaps[3] == -1.0
+    assert r.success[0] == 0.5 and r.precision[50] == 0.75
+
+
+def test_frame_scores_round_trip_and_errors(tmp_path):
+    rec = ev.FrameScores(score=np.array([np.nan, 1.0, 0.2]), ok=np.array([True, True, False]),
+                         peak=np.array([np.nan, 0.123456789, 0.02]),
+                         seconds=np.array([0.5, 0.01, 0.0125]))
+    path = ev.write_frame_scores(tmp_path / "a.scores.csv", rec)
+    assert path.read_text().splitlines() == [
+        "frame,score,ok,peak,seconds", "1,nan,1,nan,0.5", "2,1.0,1,0.123456789,0.01",
+        "3,0.2,0,0.02,0.0125"]
+    back = ev.read_frame_scores(path, num_frames=3)
+    for a, b in zip(back, rec):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ev.ResultFileError, match="holds 3 frames but the sequence has 4"):
+        ev.read_frame_scores(path, num_frames=4)
+    path.write_text("frame,score,ok,peak,seconds\n1,nan,1,nan,0.5\n3,1,1,1,1\n")
+    with pytest.raises(ev.ResultFileError, match="line 3: expected frame 2"):
+        ev.read_frame_scores(path)
+    path.write_text("x\n")
+    with pytest.raises(ev.ResultFileError, match="first line"):
+        ev.read_frame_scores(path)
+    with pytest.raises(ValueError, match="different lengths"):
+        ev.write_frame_scores(path, rec._replace(ok=np.ones(2, bool)))
+
+
+def test_got10k_and_pysot_layouts(tmp_path):
+    boxes = _track(6) + 0.25
+    seconds = np.array([0.25, 0.01, 0.011, 0.012, 0.013, 0.0125])
+    box_file, time_file = ev.write_got10k_result(tmp_path / "GOT-10k", "ours",
+                                                 "GOT-10k_Val_000001", boxes, seconds)
+    folder = tmp_path / "GOT-10k" / "ours" / "GOT-10k_Val_000001"
+    assert box_file == folder / "GOT-10k_Val_000001_001.txt"
+    assert time_file == folder / "GOT-10k_Val_000001_time.txt"
+    # As the GOT-10k toolkit reads them (np.loadtxt with delimiter ',').
+    np.testing.assert_array_equal(np.loadtxt(box_file, delimiter=","), boxes)
+    np.testing.assert_allclose(np.loadtxt(time_file, delimiter=","), seconds, atol=1e-8)
+    pysot = ev.write_pysot_result(tmp_path / "OTB100", "ours", "Basketball", boxes)
+    assert pysot == tmp_path / "OTB100" / "ours" / "Basketball.txt"
+    lines = pysot.read_text().splitlines()
+    assert len(lines) == 6 and [float(v) for v in lines[0].split(",")] == list(boxes[0])
+    with pytest.raises(ValueError, match="5 frame times for 6 boxes"):
+        ev.write_got10k_result(tmp_path, "ours", "x", boxes, seconds[:5])
