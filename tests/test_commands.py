@@ -24,6 +24,8 @@ def test_track_demo_with_the_shipped_student(tmp_path, capsys):
     demo = sequences.demo_sequence()
     assert boxes.shape == (len(demo), 4)
     np.testing.assert_allclose(boxes[0], demo.boxes[0])
+    scores = evaluation.read_frame_scores(tmp_path / "boxes.scores.csv", num_frames=len(demo))
+    assert np.isnan(scores.score[0]) and scores.ok[0] and (scores.seconds > 0).all()
     text = capsys.readouterr().out
     assert "FPS" in text and "success AUC" in text and "cpu/wall=" in text
     auc = float(text.split("success AUC ")[1].split(",")[0])
@@ -31,11 +33,15 @@ def test_track_demo_with_the_shipped_student(tmp_path, capsys):
     assert gif.stat().st_size > 0
 
 
-def test_track_video_needs_a_box(tmp_path):
+def test_track_video_needs_a_box(tmp_path, capsys):
     video = tmp_path / "clip.gif"
     video.write_bytes(b"GIF89a")
-    with pytest.raises(SystemExit, match="--box"):
+    with pytest.raises(ValueError, match="--box"):
         cli.main(["track", str(video), "--output", str(tmp_path / "b.txt")])
+    assert cli.main(["track", "--tracker", "gradhist", "--output", str(tmp_path / "b.txt")],
+                    one_line_errors=True) == 2
+    assert capsys.readouterr().err == ("ctjax track: error: give a sequence folder or video "
+                                       "file, or --demo\n")
 
 
 def test_track_rejects_a_bad_box(tmp_path):
@@ -61,6 +67,11 @@ def test_eval_runs_resumes_and_reports(tmp_path, capsys):
     assert cli.main(args) == 0
     meta = json.loads((tmp_path / "gradhist" / f"{seq_dir.name}.json").read_text())
     assert meta["frames"] == 12 and meta["fps"] > 0
+    scores = evaluation.read_frame_scores(tmp_path / "gradhist" / f"{seq_dir.name}.scores.csv",
+                                          num_frames=12)
+    assert meta["lost_frames"] == int((~scores.ok).sum())
+    summary = json.loads((tmp_path / "summary.json").read_text())["gradhist"]
+    assert summary["gt_rule"] == "ctjax" and 0 <= summary["op75"] <= summary["op50"] <= 1
     assert (tmp_path / "success.png").exists() and (tmp_path / "summary.md").exists()
     capsys.readouterr()
     assert cli.main(args) == 0  # second run: everything is already done

@@ -49,10 +49,15 @@ def _key(spec_text, seq_dir=DEMO_DIR, frames=12, code=CODE):
 
 
 def _write_result(out_dir: Path, name: str, key: dict, boxes):
-    """A result as a worker writes it: boxes, then metadata with key and checksum."""
+    """A result as a worker writes it: boxes, scores, then metadata with key and checksums."""
     box_file = evaluation.write_boxes(out_dir / f"{name}.txt", boxes)
-    meta = {"key": key, "fps": 100.0, "frames": len(boxes),
-            "boxes_sha256": hashlib.sha256(box_file.read_bytes()).hexdigest()}
+    n = len(boxes)
+    record = evaluation.FrameScores(score=np.r_[np.nan, np.ones(n - 1)], ok=np.ones(n, bool),
+                                    peak=np.r_[np.nan, np.ones(n - 1)], seconds=np.full(n, 0.01))
+    scores_file = evaluation.write_frame_scores(out_dir / f"{name}.scores.csv", record)
+    meta = {"key": key, "fps": 100.0, "frames": n,
+            "boxes_sha256": hashlib.sha256(box_file.read_bytes()).hexdigest(),
+            "scores_sha256": hashlib.sha256(scores_file.read_bytes()).hexdigest()}
     (out_dir / f"{name}.json").write_text(json.dumps(meta))
 
 
@@ -106,6 +111,10 @@ def test_weights_are_keyed_by_checksum_not_path(tmp_path):
     ("list_meta", "metadata .*not a JSON object"),
     ("old_meta", "no result key"),
     ("nan_box", "changed since it was written"),
+    ("no_scores", "score file is damaged: score file .* is missing"),
+    ("short_scores", "score file is damaged: .* holds 11 frames but the sequence has 12"),
+    ("edited_scores", "demo.scores.csv changed since it was written"),
+    ("unnamed_scores", "names no score file"),
 ])
 def test_damaged_results_are_not_counted_as_done(tmp_path, damage, reason):
     import re
@@ -113,6 +122,16 @@ def test_damaged_results_are_not_counted_as_done(tmp_path, damage, reason):
     key = _key("gradhist")
     _write_result(tmp_path, NAME, key, np.tile(DEMO.boxes[0], (12, 1)))
     txt, meta = tmp_path / f"{NAME}.txt", tmp_path / f"{NAME}.json"
+    scores = tmp_path / f"{NAME}.scores.csv"
+    if damage == "no_scores":
+        scores.unlink()
+    elif damage == "short_scores":
+        scores.write_text("".join(scores.read_text().splitlines(keepends=True)[:-1]))
+    elif damage == "edited_scores":
+        scores.write_text(scores.read_text().replace(",1,1.0,", ",0,1.0,", 1))
+    elif damage == "unnamed_scores":
+        meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items()
+                                    if k != "scores_sha256"}))
     lines = txt.read_text().splitlines(keepends=True)
     if damage == "truncate":
         txt.write_text("".join(lines[:6]))

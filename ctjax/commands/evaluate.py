@@ -2,23 +2,41 @@
 
 Layout of `--output DIR`:
     DIR/<label>/<sequence>.txt    raw boxes, one x,y,w,h line per frame (OTB format)
+    DIR/<label>/<sequence>.scores.csv  per frame: the relative score and ok/lost flag of
+                                  `ctjax.Tracker` (`ctjax.api.score_flags`), the raw peak,
+                                  the tracking seconds (`ctjax.evaluation.write_frame_scores`)
     DIR/<label>/<sequence>.json   the result's key (below), frames, FPS (compile and decoding
                                   excluded), compile time, median frame time, weights,
-                                  runtime report, the box file's checksum
-    DIR/summary.md, summary.json  per-sequence tables and the comparison table
+                                  runtime report, the box and score files' checksums
+    DIR/summary.md, summary.json  per-sequence tables and the comparison table (AUC, OP50,
+                                  OP75, P@20, NormP@0.2, FPS), with the ground-truth rule
     DIR/success.png, precision.png
+    DIR/got10k/<label>/<seq>/<seq>_001.txt, <seq>_time.txt   with --result-layout got10k
+    DIR/pysot/<label>/<seq>.txt                               with --result-layout pysot
+
+Sequences: `--split` (ctjax's data folder), or `--sequences` naming sequence folders,
+benchmark folders or sequence names of the data folder; `--layout` says how folders are
+read (detected by default; `ctjax.commands.track.resolve_sources`), frames aligned with
+boxes by `ctjax.data.layouts`. Tracker settings: `--set [LABEL:]KEY=VALUE` (fields of the
+presets' config dataclasses; part of the result key). Frames larger than a preset's canvas
+get a larger canvas (part of the key, through the config). Scoring: `--gt-rule ctjax|otb`
+(`ctjax.evaluation`; not part of the key: results are rescored, not rerun). Exported boxes are
+in the benchmark's own coordinates (the inverse of the layout's reader: 0-based for VOT).
 
 Work is split over one worker process per core, each pinned to its own core and
 single-threaded (`ctjax.runtime.configure(core=k)`), so FPS is single-core FPS; Ctrl-C or
-the death of this process ends the workers at once (`ctjax.commands.workers`).
+the death of this process ends the workers at once (`ctjax.commands.workers`). Progress:
+a bar with the ETA over all frames on stderr when it is a terminal (`--no-progress` turns it
+off), else a status line every `STATUS_SECONDS`; a line per finished task on stdout always.
 
 Resuming: a result is reused only if its `.json` holds the same **key**, i.e. it was made by
-the same preset, weights (SHA-256 of the file or folder), tracker config, sequence (full path,
-frame count, initial box, frame file names and sizes) and code (ctjax version, jax and jaxlib
-versions, a SHA-256 of ctjax's Python sources), and its box file is intact (right length,
-same checksum). Anything else is rerun, with a line saying why. Every file is written atomically (unique temporary
-name, then rename; normal permissions), so an interrupted or concurrent evaluation never
-leaves a partial result.
+the same preset, weights (SHA-256 of the file or folder), tracker config and `--set`
+settings, sequence (full path, layout, frame count, initial box, frame file names and sizes)
+and code (ctjax version, jax and jaxlib versions, a SHA-256 of ctjax's Python sources), and
+its box and score files are intact (right length, same checksum). Anything else is rerun,
+with a line saying why. Every file is written atomically (unique temporary name, then
+rename; normal permissions), so an interrupted or concurrent evaluation never leaves a
+partial result.
 
 Trackers are given as `LABEL=PRESET[:WEIGHTS]` (or just `PRESET`), e.g.
 `ours=cfvggm released=cfvggm:released effnet csrt`.
@@ -40,20 +58,28 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ctjax.commands.track import SequenceSource, add_setting_arguments, parse_setting
+
 HELP = "evaluate trackers on a list of sequences (OTB protocol)"
 _ROOT = Path(__file__).resolve().parents[1]  # the ctjax package
+STATUS_SECONDS = 30.0  # a progress line this often when stderr is not a terminal
+SCORES_SUFFIX = ".scores.csv"
 
 
 @dataclasses.dataclass(frozen=True)
 class TrackerSpec:
+    """One tracker of an evaluation: its results folder (label), preset, weights and
+    `--set` settings ((key, value text) pairs)."""
     label: str
     preset: str
     weights: str | None = None
+    settings: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> "TrackerSpec":
@@ -84,7 +110,9 @@ def add_arguments(p) -> None:
                    help="LABEL=PRESET[:WEIGHTS] ...; presets: see `ctjax track --list`, "
                         "plus csrt (OpenCV) (default: cfvggm)")
     p.add_argument("--split", default=None, help="split of splits.json (default: eval)")
-    p.add_argument("--sequences", nargs="+", help="sequence names or folders instead of --split")
+    p.add_argument("--sequences", nargs="+", help="sequence names, sequence folders or "
+                                                  "benchmark folders instead of --split")
+    add_setting_arguments(p, labels=True)
     p.add_argument("--output", required=True, help="results folder (resumable)")
     p.add_argument("--workers", type=_positive_int, default=None,
                    help="default: one per available core")
@@ -96,6 +124,16 @@ def add_arguments(p) -> None:
     p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
                    help="merge the --output folders of `--shard K/N` runs into --output "
                         "(checks that every shard is there once) and write the summary")
+    p.add_argument("--gt-rule", choices=("ctjax", "otb"), default="ctjax",
+                   help="invalid ground truth: ctjax = frames without a usable box are left "
+                        "out; otb = the OTB toolkit's calcSeqErrRobust (boxes not all > 0 "
+                        "count with overlap -1, centre error -1)")
+    p.add_argument("--result-layout", nargs="+", choices=("ctjax", "got10k", "pysot"),
+                   default=["ctjax"], metavar="{ctjax,got10k,pysot}",
+                   help="also write the results in these toolkits' layouts under "
+                        "OUTPUT/got10k/ and OUTPUT/pysot/ (ctjax's own is always written)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (the per-task lines remain)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,13 +164,23 @@ def code_version() -> dict:
             "source_sha256": h.hexdigest(), "git_commit": commit}
 
 
-def tracker_fingerprint(spec: TrackerSpec, built=None) -> dict:
-    """Preset, weights (checksum when they are a file or folder) and config of a tracker.
+def tracker_fingerprint(spec: TrackerSpec, built=None, image_hw=None) -> dict:
+    """Preset, weights (checksum when they are a file or folder), settings and config of a
+    tracker.
 
-    Builds the preset (no compilation) unless `built` is given; for `csrt` checks that
-    OpenCV is installed. Raises what `presets.build` raises (unknown preset, weights for a
-    preset that takes none, missing weights), before any sequence is tracked.
+    Args:
+      spec: the tracker.
+      built: its preset's default build (`presets.build(preset, weights=...)`); built here
+        (no compilation) when None.
+      image_hw: the frames' size: the config's canvas is fitted to it, as the worker does
+        (`ctjax.commands.track.tracker_config`).
+
+    For `csrt` checks that OpenCV is installed. Raises what `presets.build` and
+    `apply_settings` raise (unknown preset, weights for a preset that takes none, missing
+    weights, an unknown setting or a bad value), before any sequence is tracked.
     """
+    from ctjax.commands.track import tracker_config
+
     from ctjax import paths
 
     if spec.preset == "csrt":
@@ -144,6 +192,8 @@ def tracker_fingerprint(spec: TrackerSpec, built=None) -> dict:
         except ImportError as e:
             raise ImportError("the csrt tracker needs OpenCV: pip install "
                               "'ctjax[baselines]'") from e
+        if spec.settings:
+            raise ValueError(f"tracker {spec.label}: csrt (OpenCV) has no settings to --set")
         return {"preset": "csrt", "weights": "none", "weights_sha256": None,
                 "config": f"OpenCV {cv2.__version__} TrackerCSRT defaults"}
     if built is None:
@@ -151,17 +201,38 @@ def tracker_fingerprint(spec: TrackerSpec, built=None) -> dict:
         built = presets.build(spec.preset, weights=spec.weights)
     source = str(built.weights)
     sha = paths.digest(source) if source not in ("", "none") and Path(source).exists() else None
-    return {"preset": spec.preset, "weights": source, "weights_sha256": sha,
-            "config": repr(built.config)}
+    try:
+        config = tracker_config(built.config, spec.settings, image_hw)
+    except ValueError as e:
+        raise ValueError(f"tracker {spec.label}: {e}") from None
+    out = {"preset": spec.preset, "weights": source, "weights_sha256": sha,
+           "config": repr(config)}
+    if spec.settings:
+        out["settings"] = [f"{k}={v}" for k, v in spec.settings]
+    return out
 
 
-def sequence_fingerprint(seq, path: Path) -> dict:
-    """Full path, frame count, initial box and a checksum of frame file names and sizes."""
+def sequence_fingerprint(seq, source) -> dict:
+    """Full path (root/name for a benchmark layout), layout (when not ctjax's OTB folders),
+    frame count, initial box and a checksum of frame file names and sizes.
+
+    Args:
+      seq: the loaded sequence.
+      source: its `SequenceSource`, or the folder of an OTB-format sequence.
+    """
+    source = _as_source(source)
     h = hashlib.sha256()
     for f in seq.frame_paths:
         h.update(f"{f.name}:{f.stat().st_size}\n".encode())
-    return {"sequence_path": str(Path(path).resolve()), "frames": len(seq),
-            "init_box": [float(v) for v in seq.boxes[0]], "frame_files_sha256": h.hexdigest()}
+    out = {"sequence_path": str(source.path.resolve()), "frames": len(seq),
+           "init_box": [float(v) for v in seq.boxes[0]], "frame_files_sha256": h.hexdigest()}
+    if source.layout != "otb":
+        out["layout"] = source.layout
+    return out
+
+
+def _as_source(source) -> SequenceSource:
+    return source if isinstance(source, SequenceSource) else SequenceSource("otb", Path(source))
 
 
 def result_key(tracker: dict, sequence: dict, code: dict) -> dict:
@@ -210,6 +281,16 @@ def result_status(out_dir: Path, name: str, key: dict) -> str | None:
         return f"its box file is damaged: {' '.join(str(e).split())}"
     if hashlib.sha256(text).hexdigest() != meta.get("boxes_sha256"):
         return f"{box_file.name} changed since it was written (checksum differs)"
+    scores_file = out_dir / f"{name}{SCORES_SUFFIX}"
+    if "scores_sha256" not in meta:
+        return f"{meta_file.name} names no score file (written by an older ctjax)"
+    try:
+        evaluation.read_frame_scores(scores_file, num_frames=key["frames"])
+        scores = scores_file.read_bytes()
+    except (OSError, ValueError) as e:
+        return f"its score file is damaged: {' '.join(str(e).split())}"
+    if hashlib.sha256(scores).hexdigest() != meta["scores_sha256"]:
+        return f"{scores_file.name} changed since it was written (checksum differs)"
     return None
 
 
@@ -217,31 +298,64 @@ def result_status(out_dir: Path, name: str, key: dict) -> str | None:
 # Sequences and tasks
 
 
-def _sequence_paths(args) -> list[Path]:
+def _sequence_sources(args) -> list[SequenceSource]:
+    """The sequences of `--sequences` (folders read by `--layout`, or names in the data
+    folder) or of `--split`."""
     from ctjax import paths
+    from ctjax.commands.track import resolve_sources
     from ctjax.data import sequences
 
+    layout = getattr(args, "layout", "auto")
     if args.sequences:
-        return [Path(s) if Path(s).is_dir() else paths.sequence_dir(s) for s in args.sequences]
+        return [src for s in args.sequences
+                for src in resolve_sources(s if Path(s).is_dir() else paths.sequence_dir(s),
+                                           layout)]
+    if layout not in ("auto", "otb"):
+        raise ValueError(f"--layout {layout} applies to --sequences folders; the --split "
+                         "sequences are ctjax's OTB-format folders")
     root = paths.sequences_dir()
-    return [Path(s.frame_paths[0]).parents[1]
+    return [SequenceSource("otb", Path(s.frame_paths[0]).parents[1])
             for s in sequences.load_split(args.split or "eval", root=root)]
 
 
-def _load(path: Path, max_frames: int | None):
-    from ctjax.data import sequences
+def _load(source, max_frames: int | None):
+    """The sequence of a `SequenceSource` (or an OTB-format folder), cut to `max_frames`."""
+    return _as_source(source).load(max_frames)
 
-    seq = sequences.load_sequence(path)
-    if max_frames is not None:
-        seq = dataclasses.replace(seq, frame_paths=seq.frame_paths[:max_frames],
-                                  boxes=seq.boxes[:max_frames])
-    return seq
+
+def _with_settings(specs: list[TrackerSpec], texts) -> list[TrackerSpec]:
+    """Gives each tracker its `--set` settings: unlabelled ones apply to all, `LABEL:` ones
+    to that tracker (after the unlabelled ones, so they win)."""
+    parsed = [parse_setting(t, labels=True) for t in texts]
+    labels = [s.label for s in specs]
+    for label, key, value in parsed:
+        if label is not None and label not in labels:
+            raise ValueError(f"--set {label}:{key}={value}: no tracker is labelled {label!r} "
+                             f"(labels: {', '.join(labels)})")
+    out = []
+    for spec in specs:
+        general = [(k, v) for l, k, v in parsed if l is None]
+        own = [(k, v) for l, k, v in parsed if l == spec.label]
+        merged = dict(general)
+        if len(merged) < len(general):
+            keys = [k for k, _ in general]
+            raise ValueError(f"--set {next(k for k in keys if keys.count(k) > 1)} is given "
+                             "more than once")
+        mine = dict(own)
+        if len(mine) < len(own):
+            keys = [k for k, _ in own]
+            raise ValueError(f"--set {spec.label}:{next(k for k in keys if keys.count(k) > 1)} "
+                             "is given more than once")
+        merged.update(mine)
+        out.append(dataclasses.replace(spec, settings=tuple(merged.items())))
+    return out
 
 
 def _check_names(seqs, seq_paths) -> None:
     """Results are stored by sequence name: two folders with one name would overwrite."""
     seen: dict[str, Path] = {}
     for s, p in zip(seqs, seq_paths):
+        p = _as_source(p).path
         if s.name in seen:
             raise ValueError(f"two sequences are named {s.name!r} ({seen[s.name]} and {p}); "
                              "results are stored by name, so one would overwrite the other: "
@@ -258,48 +372,80 @@ def _init_worker(core: int) -> None:
     _WORKER["report"] = runtime.configure(core=core)
 
 
-def _run_task(spec: TrackerSpec, key: dict, seq_path: Path, out_dir: Path,
-              max_frames: int | None, commit: str | None) -> dict:
-    """Tracks one sequence with one tracker in a worker; writes its box file and metadata."""
-    from ctjax import evaluation, paths, runtime
+def _compiled(spec: TrackerSpec, image_hw):
+    """(built, compiled tracker, default build) for `spec` on frames of `image_hw`, cached
+    per worker: one compilation per tracker and canvas."""
+    from ctjax.commands.track import build_tracker, tracker_config
     from ctjax.trackers import presets
-    from ctjax.trackers.run import compile_tracker, track_frames
+    from ctjax.trackers.run import compile_tracker
 
-    seq = _load(seq_path, max_frames)
+    if ("default", spec) not in _WORKER:
+        _WORKER["default", spec] = presets.build(spec.preset, weights=spec.weights)
+    default = _WORKER["default", spec]
+    config = tracker_config(default.config, spec.settings, image_hw)
+    if (spec, repr(config)) not in _WORKER:
+        built = build_tracker(spec.preset, weights=spec.weights, settings=spec.settings,
+                              image_hw=image_hw, default=default)
+        _WORKER[spec, repr(config)] = (built, compile_tracker(built.tracker, built.config,
+                                                              built.params))
+    return (*_WORKER[spec, repr(config)], default)
+
+
+def _progress(n: int) -> None:
+    from ctjax.commands import workers
+    workers.report_progress(n)
+
+
+def _run_task(spec: TrackerSpec, key: dict, source, out_dir: Path,
+              max_frames: int | None, commit: str | None) -> dict:
+    """Tracks one sequence with one tracker in a worker; writes its box file, score file
+    and metadata."""
+    from ctjax import evaluation, paths, runtime
+    from ctjax.api import score_flags
+    from ctjax.trackers.run import track_frames
+
+    source = _as_source(source)
+    seq = _load(source, max_frames)
     if spec.preset == "csrt":
         from ctjax.trackers.csrt import track_frames_csrt
-        result, weights = track_frames_csrt(seq.frames(), seq.init_box), "none"
+        result = track_frames_csrt(seq.frames(), seq.init_box, progress=_progress)
+        weights = "none"
     else:
-        if spec not in _WORKER:  # compile once per tracker per worker
-            built = presets.build(spec.preset, weights=spec.weights)
-            _WORKER[spec] = (built, compile_tracker(built.tracker, built.config, built.params))
-        built, compiled = _WORKER[spec]
-        mine = result_key(tracker_fingerprint(spec, built), sequence_fingerprint(seq, seq_path),
+        built, compiled, default = _compiled(spec, seq.image_hw)
+        mine = result_key(tracker_fingerprint(spec, default, seq.image_hw),
+                          sequence_fingerprint(seq, source),
                           {k: key[k] for k in ("ctjax_version", "source_sha256")})
         if _canon(mine) != _canon(key):
             raise RuntimeError(f"{spec.label}: the tracker or sequence changed on disk while "
                                "the evaluation ran (its key differs from the planned one)")
-        result, weights = track_frames(compiled, built.params, seq.frames(), seq.init_box), built.weights
-    # No old metadata may ever vouch for the new box file, even if we are killed in between.
+        result = track_frames(compiled, built.params, seq.frames(), seq.init_box,
+                              progress=_progress)
+        weights = built.weights
+    # No old metadata may ever vouch for the new result files, even if we are killed in between.
     (out_dir / f"{seq.name}.json").unlink(missing_ok=True)
     box_file = evaluation.write_boxes(out_dir / f"{seq.name}.txt", result.boxes)
+    relative, ok = score_flags(result.scores, spec.preset)
+    scores_file = evaluation.write_frame_scores(
+        out_dir / f"{seq.name}{SCORES_SUFFIX}", evaluation.FrameScores(
+            score=relative, ok=ok, peak=result.scores, seconds=result.frame_seconds))
     if "probe" not in _WORKER:
         _WORKER["probe"] = runtime.probe(_WORKER["report"], seconds=0.3).summary()
     meta = {"sequence": seq.name, "tracker": spec.label, "preset": spec.preset,
             "weights": str(weights), "frames": len(result.boxes), "fps": result.fps,
             "median_frame_ms": 1e3 * float(np.median(result.frame_seconds[1:])),
             "compile_seconds": result.compile_seconds, "runtime": _WORKER["probe"],
-            "git_commit": commit, "key": key,
-            "boxes_sha256": hashlib.sha256(box_file.read_bytes()).hexdigest()}
+            "lost_frames": int((~ok).sum()), "git_commit": commit, "key": key,
+            "boxes_sha256": hashlib.sha256(box_file.read_bytes()).hexdigest(),
+            "scores_sha256": hashlib.sha256(scores_file.read_bytes()).hexdigest()}
     paths.atomic_write(out_dir / f"{seq.name}.json", json.dumps(meta, indent=1))
     return meta
 
 
 # ---------------------------------------------------------------------------------------------
-# Report and command
+# Report, exports, progress
 
 
-def _report(specs, seqs, keys, root: Path) -> str:
+def _report(specs, seqs, keys, root: Path, *, gt_rule: str = "ctjax") -> str:
     from ctjax import evaluation, paths
 
     overall, lines = {}, []
@@ -312,36 +458,180 @@ def _report(specs, seqs, keys, root: Path) -> str:
                 raise evaluation.ResultFileError(f"result {d / s.name}: {problem}")
             meta = json.loads((d / f"{s.name}.json").read_text())
             boxes = evaluation.read_boxes(d / f"{s.name}.txt", num_frames=len(s))
-            results.append(evaluation.evaluate_sequence(boxes, s.boxes, name=s.name, fps=meta["fps"]))
+            results.append(evaluation.evaluate_sequence(boxes, s.boxes, name=s.name,
+                                                        fps=meta["fps"], gt_rule=gt_rule))
         overall[spec.label] = evaluation.aggregate(results, name=spec.label)
-        lines += [f"## {spec.label} ({spec.preset}{':' + spec.weights if spec.weights else ''})", "",
-                  evaluation.summary_table(overall[spec.label]), ""]
-    head = ["| tracker | AUC | P@20 | NormP@0.2 | median FPS per sequence |", "|---|---:|---:|---:|---:|"]
-    rows = [f"| {k} | {v.auc:.3f} | {v.precision20:.3f} | {v.norm_precision:.3f} | "
-            f"{np.median([r.fps for r in v.sequences]):.1f} |" for k, v in overall.items()]
+        settings = (f"; --set {' '.join(f'{k}={v}' for k, v in spec.settings)}"
+                    if spec.settings else "")
+        lines += [f"## {spec.label} ({spec.preset}{':' + spec.weights if spec.weights else ''}"
+                  f"{settings})", "", evaluation.summary_table(overall[spec.label]), ""]
+    head = ["| tracker | AUC | OP50 | OP75 | P@20 | NormP@0.2 | median FPS per sequence |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [f"| {k} | {v.auc:.3f} | {v.op50:.3f} | {v.op75:.3f} | {v.precision20:.3f} | "
+            f"{v.norm_precision:.3f} | {np.median([r.fps for r in v.sequences]):.1f} |"
+            for k, v in overall.items()]
     evaluation.plot_success(overall, root / "success.png")
     evaluation.plot_precision(overall, root / "precision.png")
-    summary = {k: {"auc": v.auc, "precision20": v.precision20, "norm_precision": v.norm_precision,
+    summary = {k: {"auc": v.auc, "op50": v.op50, "op75": v.op75, "precision20": v.precision20,
+                   "norm_precision": v.norm_precision, "gt_rule": gt_rule,
                    "median_fps": float(np.median([r.fps for r in v.sequences])),
-                   "sequences": {r.name: {"auc": r.auc, "precision20": r.precision20, "fps": r.fps}
+                   "sequences": {r.name: {"auc": r.auc, "op50": r.op50, "op75": r.op75,
+                                          "precision20": r.precision20, "fps": r.fps}
                                  for r in v.sequences}} for k, v in overall.items()}
+    rule = f"Invalid ground truth: {evaluation.GT_RULE_TEXT[gt_rule]} (`--gt-rule {gt_rule}`)."
     paths.atomic_write(root / "summary.json", json.dumps(summary, indent=1))
-    paths.atomic_write(root / "summary.md", "\n".join(["# Evaluation summary", "", *head, *rows, "",
-                                                       *lines]))
-    return "\n".join(head + rows)
+    paths.atomic_write(root / "summary.md", "\n".join(["# Evaluation summary", "", rule, "",
+                                                       *head, *rows, "", *lines]))
+    return "\n".join(head + rows + ["", rule])
 
 
-def _plan(specs, seqs, seq_paths, root: Path, code: dict, wanted=None):
+def _benchmark_coords(boxes: np.ndarray, layout: str) -> np.ndarray:
+    """ctjax's 1-based boxes in the benchmark's own coordinates: the inverse of the layout's
+    reader (VOT's files are 0-based; the others are read as they are)."""
+    return boxes - np.array([1.0, 1.0, 0.0, 0.0]) if layout == "vot" else boxes
+
+
+def _export(specs, seqs, sources, root: Path, result_layouts) -> list[Path]:
+    """Writes the results again in the GOT-10k toolkit's and pysot's layouts; returns the
+    folders written."""
+    from ctjax import evaluation
+
+    written = []
+    for layout in dict.fromkeys(result_layouts):
+        if layout == "ctjax":
+            continue
+        for spec in specs:
+            d = root / spec.label
+            for s, src in zip(seqs, sources):
+                boxes = _benchmark_coords(
+                    evaluation.read_boxes(d / f"{s.name}.txt", num_frames=len(s)),
+                    _as_source(src).layout)
+                if layout == "got10k":
+                    seconds = evaluation.read_frame_scores(d / f"{s.name}{SCORES_SUFFIX}",
+                                                           num_frames=len(s)).seconds
+                    evaluation.write_got10k_result(root / layout, spec.label, s.name, boxes,
+                                                   seconds)
+                else:
+                    evaluation.write_pysot_result(root / layout, spec.label, s.name, boxes)
+        written.append(root / layout)
+    return written
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class FrameProgress:
+    """Frames done over all of an evaluation's tasks, the time left, and how to show them.
+
+    Args:
+      totals: the frames of each task.
+      bar: draw a tqdm bar (total: all frames; rate and ETA) on stderr, for a terminal.
+      clock: a seconds clock (tests give their own).
+      status_seconds: without a bar, `status_due` is True at most this often.
+    """
+
+    def __init__(self, totals, *, bar: bool = False, clock=time.perf_counter,
+                 status_seconds: float = STATUS_SECONDS):
+        self.totals = [int(t) for t in totals]
+        self.done = [0] * len(self.totals)
+        self.clock, self.status_seconds = clock, status_seconds
+        self.t0 = self.last_status = clock()
+        self.bar = None
+        if bar:
+            from tqdm import tqdm
+            self.bar = tqdm(total=sum(self.totals), unit="frame", desc="eval", file=sys.stderr,
+                            dynamic_ncols=True, smoothing=0.05)
+
+    def update(self, i: int, frames: int) -> None:
+        """Task `i` has `frames` frames done (never goes back, never past its total)."""
+        frames = min(max(int(frames), self.done[i]), self.totals[i])
+        delta, self.done[i] = frames - self.done[i], frames
+        if self.bar is not None and delta:
+            self.bar.update(delta)
+
+    def finish(self, i: int) -> None:
+        self.update(i, self.totals[i])
+
+    def eta(self) -> float | None:
+        """Seconds left at the mean rate so far (None before the first frame)."""
+        done, total = sum(self.done), sum(self.totals)
+        if done == 0:
+            return None if total else 0.0
+        return (self.clock() - self.t0) * (total - done) / done
+
+    def status(self) -> str:
+        eta = self.eta()
+        return (f"{sum(self.done)}/{sum(self.totals)} frames, elapsed "
+                f"{_duration(self.clock() - self.t0)}, ETA "
+                f"{'?' if eta is None else _duration(eta)}")
+
+    def status_due(self) -> bool:
+        """True when a status line should be printed (no bar, and `status_seconds` passed)."""
+        now = self.clock()
+        if self.bar is not None or now - self.last_status < self.status_seconds:
+            return False
+        self.last_status = now
+        return True
+
+    def write(self, line: str) -> None:
+        """Prints a line on stdout (above the bar, if any)."""
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stdout)
+        else:
+            print(line)
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning and the command
+
+
+def _default_builds(specs) -> dict:
+    """Each tracker's default build (None for csrt); checks `--set` settings with a real
+    build now, so a bad setting fails before any work."""
+    from ctjax.commands.track import build_tracker
+    from ctjax.trackers import presets
+
+    out = {}
+    for spec in specs:
+        out[spec.label] = None if spec.preset == "csrt" else \
+            presets.build(spec.preset, weights=spec.weights)
+        if spec.settings and spec.preset != "csrt":
+            try:
+                build_tracker(spec.preset, weights=spec.weights, settings=spec.settings,
+                              default=out[spec.label])
+            except ValueError as e:
+                raise ValueError(f"tracker {spec.label}: {e}") from None
+    return out
+
+
+def _plan(specs, seqs, sources, root: Path, code: dict, wanted=None):
     """Keys of every (tracker, sequence) (of those in `wanted`, default all) and the tasks to
     run, saying why each is rerun."""
-    fingerprints = {spec.label: tracker_fingerprint(spec) for spec in specs}
+    from ctjax.commands.track import tracker_config
+
+    defaults = _default_builds(specs)
+    base = {spec.label: tracker_fingerprint(spec, defaults[spec.label]) for spec in specs}
     keys, tasks = {}, []
     for spec in specs:
-        for s, p in zip(seqs, seq_paths):
+        for s, p in zip(seqs, sources):
             if wanted is not None and (spec.label, s.name) not in wanted:
                 continue
-            keys[spec.label, s.name] = result_key(fingerprints[spec.label],
-                                                  sequence_fingerprint(s, p), code)
+            fingerprint = dict(base[spec.label])
+            if defaults[spec.label] is not None:  # the canvas is fitted to the frames
+                fingerprint["config"] = repr(tracker_config(defaults[spec.label].config,
+                                                            spec.settings, s.image_hw))
+            keys[spec.label, s.name] = result_key(fingerprint, sequence_fingerprint(s, p), code)
             why = result_status(root / spec.label, s.name, keys[spec.label, s.name])
             if why is not None:
                 if why != "no result yet":
@@ -359,13 +649,31 @@ def _shard_plan(specs, seqs, shards: int) -> list[tuple[str, str, int]]:
     return [(label, s.name, k) for (label, s), k in zip(order, assigned)]
 
 
-def _run_description(args, specs, seqs, seq_paths, code: dict) -> dict:
+def _run_description(args, specs, seqs, sources, code: dict) -> dict:
     """What every shard of one run must share (compared by `--merge`)."""
-    return {"trackers": [f"{s.label}={s.preset}" + (f":{s.weights}" if s.weights else "")
-                         for s in specs],
-            "sequences": [[s.name, str(p.resolve())] for s, p in zip(seqs, seq_paths)],
-            "max_frames": args.max_frames,
-            "code": {k: code[k] for k in ("ctjax_version", "source_sha256")}}
+    sources = [_as_source(p) for p in sources]
+    out = {"trackers": [f"{s.label}={s.preset}" + (f":{s.weights}" if s.weights else "")
+                        for s in specs],
+           "sequences": [[s.name, str(p.path.resolve())] +
+                         (p.describe() if p.layout != "otb" else [])
+                         for s, p in zip(seqs, sources)],
+           "max_frames": args.max_frames,
+           "code": {k: code[k] for k in ("ctjax_version", "source_sha256")}}
+    if any(spec.settings for spec in specs):
+        out["settings"] = {spec.label: [list(kv) for kv in spec.settings] for spec in specs}
+    return out
+
+
+def _specs(args) -> list[TrackerSpec]:
+    specs = [TrackerSpec.parse(t) for t in args.trackers or ["cfvggm"]]
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"--trackers: labels must be distinct, got {labels}")
+    clash = sorted(set(labels) & (set(args.result_layout) - {"ctjax"}))
+    if clash:
+        raise ValueError(f"--trackers: label {clash[0]!r} would share its folder with "
+                         f"--result-layout {clash[0]}; choose another label")
+    return _with_settings(specs, args.settings)
 
 
 def run(args) -> int:
@@ -377,20 +685,17 @@ def run(args) -> int:
     if args.merge:
         return merge(args)
     shard = evaluation.parse_shard(args.shard) if args.shard else None
-    specs = [TrackerSpec.parse(t) for t in args.trackers or ["cfvggm"]]
-    labels = [s.label for s in specs]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"--trackers: labels must be distinct, got {labels}")
+    specs = _specs(args)
     root = paths.check_writable_dir(args.output, "--output folder")
-    seq_paths = _sequence_paths(args)
-    seqs = [_load(p, args.max_frames) for p in seq_paths]
-    _check_names(seqs, seq_paths)
+    sources = _sequence_sources(args)
+    seqs = [_load(p, args.max_frames) for p in sources]
+    _check_names(seqs, sources)
     code = code_version()
     plan = _shard_plan(specs, seqs, shard[1]) if shard else None
     wanted = {(l, n) for l, n, k in plan if k == shard[0]} if shard else None
     if shard:  # only a finished shard may vouch for its results
         (root / evaluation.shard_file_name(*shard)).unlink(missing_ok=True)
-    keys, tasks, commit = _plan(specs, seqs, seq_paths, root, code, wanted)
+    keys, tasks, commit = _plan(specs, seqs, sources, root, code, wanted)
     for spec in specs:
         (root / spec.label).mkdir(parents=True, exist_ok=True)
     total = len(specs) * len(seqs) if wanted is None else len(wanted)
@@ -400,18 +705,27 @@ def run(args) -> int:
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
     n_workers = max(1, min(args.workers or len(cores), len(cores), len(tasks) or 1))
     tasks.sort(key=lambda t: -len(t[1]))  # longest first keeps the workers busy to the end
-    t0, failed, finished = time.perf_counter(), [], []
+    failed, finished = [], []
+    progress = FrameProgress([len(s) for _, s, _ in tasks],
+                             bar=bool(tasks) and not args.no_progress and sys.stderr.isatty())
 
     def on_event(i, kind, payload):
+        if kind == "progress":
+            progress.update(i, payload)
+            if not args.no_progress and progress.status_due():
+                progress.write(f"progress: {progress.status()}")
+            return
         spec, s, _ = tasks[i]
         finished.append(i)
+        progress.finish(i)
         if kind == "failed":
             failed.append(f"{spec.label}/{s.name}: {payload}")
-            print(f"[{len(finished)}/{len(tasks)}] FAILED {spec.label} {s.name}: {payload}", flush=True)
+            progress.write(f"[{len(finished)}/{len(tasks)}] FAILED {spec.label} {s.name}: "
+                           f"{payload}")
             return
-        print(f"[{len(finished)}/{len(tasks)}] {payload['tracker']:>12s} {payload['sequence']:<14s} "
-              f"{payload['frames']:5d} frames {payload['fps']:7.1f} FPS "
-              f"(elapsed {time.perf_counter() - t0:.0f} s)", flush=True)
+        progress.write(f"[{len(finished)}/{len(tasks)}] {payload['tracker']:>12s} "
+                       f"{payload['sequence']:<14s} {payload['frames']:5d} frames "
+                       f"{payload['fps']:7.1f} FPS ({progress.status()})")
 
     work = [(spec, keys[spec.label, s.name], p, root / spec.label, args.max_frames, commit)
             for spec, s, p in tasks]
@@ -419,9 +733,12 @@ def run(args) -> int:
         if work:
             workers.run_pool(work, cores[:n_workers], _run_task, on_event, initializer=_init_worker)
     except KeyboardInterrupt:
+        progress.close()
         print(f"interrupted: {len(finished) - len(failed)} of {len(tasks)} results written; "
               "run the same command again to resume", flush=True)
         raise
+    finally:
+        progress.close()
     if failed:
         print(f"{len(failed)} of {len(tasks)} tasks failed (the other results are kept; fix the "
               "cause and run the same command again to resume):\n  " + "\n  ".join(failed))
@@ -429,15 +746,18 @@ def run(args) -> int:
     if shard:
         manifest = evaluation.shard_manifest(
             shard=shard[0], shards=shard[1],
-            run=_run_description(args, specs, seqs, seq_paths, code), plan=plan,
+            run=_run_description(args, specs, seqs, sources, code), plan=plan,
             results=[[l, n, keys[l, n]] for l, n, k in plan if k == shard[0]])
         out = paths.atomic_write(root / evaluation.shard_file_name(*shard),
                                  json.dumps(manifest, indent=1))
         print(f"wrote {out}; when all {shard[1]} shards are done: ctjax eval --merge "
               "FOLDER... --output OUT")
         return 0
-    print(_report(specs, seqs, keys, root))
-    print(f"wrote {root / 'summary.md'}, success.png, precision.png")
+    print(_report(specs, seqs, keys, root, gt_rule=args.gt_rule))
+    exported = _export(specs, seqs, sources, root, args.result_layout)
+    print(f"wrote {root / 'summary.md'}, success.png, precision.png" +
+          "".join(f"; {layout} results in {d}" for layout, d in
+                  zip((x for x in dict.fromkeys(args.result_layout) if x != "ctjax"), exported)))
     return 0
 
 
@@ -473,7 +793,8 @@ def _read_manifests(folders: list[Path]) -> list[tuple[str, dict]]:
 
 def merge(args) -> int:
     """`ctjax eval --merge DIR... --output OUT`: checks the shards, copies their results into
-    OUT (byte for byte) and writes the summary and plots; returns 0.
+    OUT (byte for byte) and writes the summary and plots (and `--result-layout` exports);
+    returns 0.
 
     Raises:
       ShardError: a shard missing or given twice, shards of different runs.
@@ -484,15 +805,21 @@ def merge(args) -> int:
 
     extra = [flag for flag, value in (("--trackers", args.trackers), ("--split", args.split),
                                       ("--sequences", args.sequences), ("--shard", args.shard),
-                                      ("--max-frames", args.max_frames)) if value]
+                                      ("--max-frames", args.max_frames),
+                                      ("--set", args.settings),
+                                      ("--layout", args.layout != "auto")) if value]
     if extra:
-        raise ValueError(f"--merge takes the trackers, sequences and frame limit from the "
-                         f"shards' manifests; drop {', '.join(extra)}")
+        raise ValueError(f"--merge takes the trackers, sequences, settings and frame limit "
+                         f"from the shards' manifests; drop {', '.join(extra)}")
     run_info, tasks = evaluation.merge_shards(_read_manifests([Path(d) for d in args.merge]))
     root = paths.check_writable_dir(args.output, "--output folder")
+    settings = run_info.get("settings", {})
     specs = [TrackerSpec.parse(t) for t in run_info["trackers"]]
-    seq_paths = [Path(p) for _, p in run_info["sequences"]]
-    seqs = [_load(p, run_info["max_frames"]) for p in seq_paths]
+    specs = [dataclasses.replace(s, settings=tuple(tuple(kv) for kv in settings.get(s.label, [])))
+             for s in specs]
+    sources = [SequenceSource.from_description(e[2:]) if len(e) > 2 else
+               SequenceSource("otb", Path(e[1])) for e in run_info["sequences"]]
+    seqs = [_load(p, run_info["max_frames"]) for p in sources]
     keys = {}
     for (label, name), (where, key) in tasks.items():
         source = Path(where).parent / label
@@ -500,22 +827,23 @@ def merge(args) -> int:
         if problem is not None:
             raise evaluation.ResultFileError(f"result {source / name} ({where}): {problem}")
         keys[label, name] = key
-    for s, p in zip(seqs, seq_paths):  # the ground truth scored is that of the frames tracked
+    for s, p in zip(seqs, sources):  # the ground truth scored is that of the frames tracked
         fingerprint = sequence_fingerprint(s, p)
         for spec in specs:
             changed = [k for k in fingerprint if _canon(keys[spec.label, s.name].get(k))
                        != _canon(fingerprint[k])]
             if changed:
-                raise ValueError(f"sequence {p} changed since shard results were made (its "
-                                 f"{', '.join(changed)} differ); rerun those shards")
+                raise ValueError(f"sequence {p.path} changed since shard results were made "
+                                 f"(its {', '.join(changed)} differ); rerun those shards")
     for (label, name), (where, _) in tasks.items():
         source, dest = Path(where).parent / label, root / label
         if source.resolve() != dest.resolve():
             (dest / f"{name}.json").unlink(missing_ok=True)  # no stale metadata vouching
-            for suffix in (".txt", ".json"):
+            for suffix in (".txt", SCORES_SUFFIX, ".json"):
                 paths.atomic_write(dest / f"{name}{suffix}",
                                    (source / f"{name}{suffix}").read_bytes())
-    print(_report(specs, seqs, keys, root))
+    print(_report(specs, seqs, keys, root, gt_rule=args.gt_rule))
+    _export(specs, seqs, sources, root, args.result_layout)
     print(f"merged {len({w for w, _ in tasks.values()})} shard(s), {len(tasks)} results, into "
           f"{root}; wrote summary.md, success.png, precision.png")
     return 0

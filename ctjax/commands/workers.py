@@ -16,6 +16,11 @@ parent left the workers and the manager process running for ever):
   parent process id changes. No manager process is used.
 * A worker that dies (crash, out of memory) fails the task it was running, with its exit
   code; the others go on. A task that raises is reported with its message; the others go on.
+
+Progress inside a task: the task calls `report_progress(n)` (n units, e.g. frames, done so
+far); the parent receives `on_event(i, "progress", n)`, at most every `PROGRESS_SECONDS` per
+worker (the last value before the task ends may be skipped: "done" follows). Outside a
+worker (a task run in the calling process) `report_progress` does nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +37,25 @@ from typing import Any, Callable
 
 PR_SET_PDEATHSIG = 1
 GRACE_SECONDS = 3.0
+PROGRESS_SECONDS = 0.25
+
+# In a worker: its pipe to the parent, the index of the task it runs, when it last reported.
+_TASK: dict = {"events": None, "index": None, "sent": 0.0}
+
+
+def report_progress(done: int) -> None:
+    """From inside a task: tells the parent that `done` units of it are finished.
+
+    Sends at most one message every `PROGRESS_SECONDS`; a no-op outside a worker process.
+    """
+    events = _TASK["events"]
+    if events is None:
+        return
+    now = time.monotonic()
+    if now - _TASK["sent"] < PROGRESS_SECONDS:
+        return
+    _TASK["sent"] = now
+    events.send((_TASK["index"], "progress", int(done)))
 
 
 def _follow_parent(parent_pid: int) -> None:
@@ -69,7 +93,9 @@ def _worker_main(core: int, parent_pid: int, run_task: Callable, initializer: Ca
     signal.signal(signal.SIGTERM, _terminate)
     if initializer is not None:
         initializer(core)
+    _TASK["events"] = events
     for index, args in iter(tasks.get, None):
+        _TASK["index"], _TASK["sent"] = index, time.monotonic()
         events.send((index, "start", None))
         try:
             events.send((index, "done", run_task(*args)))
@@ -90,7 +116,8 @@ def run_pool(tasks: list[tuple], cores: list[int], run_task: Callable,
       cores: one worker per entry, which `initializer(core)` receives in the worker.
       run_task: a module-level function (picklable); its return value goes to `on_event`.
       on_event: called in the parent as `on_event(i, "done", value)` or
-        `on_event(i, "failed", message)` (the task raised, or its worker died).
+        `on_event(i, "failed", message)` (the task raised, or its worker died), and
+        `on_event(i, "progress", n)` while a task that calls `report_progress` runs.
       initializer: called once in each worker before its first task.
 
     Raises:
@@ -151,6 +178,9 @@ def _drain(proc, reader, running, pending, on_event) -> None:
             return
         if kind == "start":
             running[proc] = index
+        elif kind == "progress":
+            if index in pending:
+                on_event(index, kind, payload)
         elif index in pending:
             running.pop(proc, None)
             pending.discard(index)

@@ -1,4 +1,5 @@
-"""Tracking sequences: OTB-format folders, video files, the data splits and the demo clip.
+"""Tracking sequences: OTB-format folders, video files (streamed or in memory), the data splits
+and the demo clip.
 
 Conventions:
 
@@ -17,6 +18,9 @@ Conventions:
   Every frame must have the first frame's size: a frame of another size is a `SequenceError`
   naming it, not a box silently in the wrong coordinates.
 * Image sizes are `(height, width)`.
+* Videos: `open_video` streams a file (`VideoStream`: one decoded frame in memory at a time,
+  what `ctjax track VIDEO` uses); `load_video` decodes a short clip into memory
+  (`VideoSequence`, random access). Both need imageio (`pip install ctjax[video]`).
 
 Data that is not shipped is found through `ctjax.paths` (`CTJAX_DATA`); the demo clip
 (`demo_sequence`) ships in `ctjax/assets/demo/` and needs no data folder.
@@ -346,12 +350,145 @@ def _to_rgb(frame: np.ndarray, path: Path) -> np.ndarray:
     return frame[..., :3]
 
 
+def _imageio():
+    try:
+        import imageio.v2 as iio
+    except ImportError as e:
+        raise ImportError(f"reading videos needs imageio and imageio-ffmpeg: {VIDEO_HINT}") from e
+    return iio
+
+
+def _video_frames(path: Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Decodes a video file one frame at a time: (H, W, 3) uint8 RGB frames, each of the
+    first frame's size; the reader is closed when the iteration ends or is abandoned.
+
+    Raises:
+      ImportError: imageio / imageio-ffmpeg are missing.
+      SequenceError: the file is missing or unreadable, or a frame's size or type differs.
+    """
+    iio = _imageio()
+    if not path.is_file():
+        raise SequenceError(f"video file {path} does not exist")
+    try:
+        reader = iio.get_reader(path)
+    except ImportError as e:
+        raise ImportError(f"reading {path.suffix} videos needs imageio-ffmpeg: {VIDEO_HINT}") from e
+    except Exception as e:  # imageio's plugins raise many exception types for a bad file.
+        raise SequenceError(f"video file {path} is unreadable: {type(e).__name__}: {e}") from e
+    first_shape = None
+    with reader:
+        it = iter(reader)
+        count = 0
+        while max_frames is None or count < max_frames:
+            try:
+                raw = next(it)
+            except StopIteration:
+                return
+            except Exception as e:
+                raise SequenceError(f"video file {path} is unreadable at frame {count}: "
+                                    f"{type(e).__name__}: {e}") from e
+            frame = _to_rgb(raw, path)
+            if first_shape is None:
+                first_shape = frame.shape
+            elif frame.shape != first_shape:
+                raise SequenceError(f"video {path}: frame {count} is {frame.shape[1]}x"
+                                    f"{frame.shape[0]} (WxH) but frame 0 is {first_shape[1]}x"
+                                    f"{first_shape[0]}; frame sizes change within the video")
+            count += 1
+            yield frame
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class VideoStream:
+    """A video file decoded as a stream: frames are read one at a time, never held together.
+
+    What `ctjax track VIDEO` tracks: memory stays that of one frame whatever the video's
+    length. Each `frames()` call decodes the file again from the start.
+
+    Attributes:
+      name: the video's name (its file stem unless given).
+      path: the video file.
+      box: the target's box on the first frame, x,y,w,h 1-based top-left (as given; checked
+        by `init_box`).
+      max_frames: read at most this many frames from the start (None: all).
+    """
+
+    name: str
+    path: Path
+    box: tuple
+    max_frames: int | None = None
+
+    def __repr__(self) -> str:
+        return f"VideoStream(name={self.name!r}, path={str(self.path)!r})"
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Yields the frames in order as (H, W, 3) uint8 RGB; see `_video_frames`."""
+        yield from _video_frames(self.path, self.max_frames)
+
+    @functools.cached_property
+    def image_hw(self) -> tuple[int, int]:
+        """`(height, width)` of the first frame (decodes that frame only)."""
+        for frame in _video_frames(self.path, 1):
+            return int(frame.shape[0]), int(frame.shape[1])
+        raise SequenceError(f"video file {self.path} holds no frames")
+
+    @property
+    def init_box(self) -> np.ndarray:
+        """The initial box, (4,) float64, checked against the first frame."""
+        return boxlib.validate_box(self.box, self.image_hw, what=f"initial box of {self.name}")
+
+    def frame_count(self) -> int | None:
+        """The number of frames from the container's metadata (ffmpeg counts packets without
+        decoding them), capped by `max_frames`; None when it cannot be told cheaply."""
+        iio = _imageio()
+        try:
+            with iio.get_reader(self.path) as reader:
+                n = reader.get_length()
+                if not np.isfinite(n) and hasattr(reader, "count_frames"):
+                    n = reader.count_frames()
+        except Exception:  # only a progress bar's total depends on it
+            return None
+        if n is None or not np.isfinite(n):
+            return None
+        return int(n) if self.max_frames is None else min(int(n), self.max_frames)
+
+
+def open_video(path, init_box, *, name: str | None = None,
+               max_frames: int | None = None) -> VideoStream:
+    """Opens a video file (mp4, avi, gif, ... via imageio) for streaming.
+
+    Checks now what can be checked without decoding the whole file: imageio is installed,
+    the file exists and its first frame decodes, and `init_box` is valid for that frame.
+
+    Args:
+      path: the video file.
+      init_box: the target's box on the first frame, x,y,w,h 1-based top-left.
+      name: the sequence's name; defaults to the file stem.
+      max_frames: track at most this many frames from the start.
+
+    Returns:
+      A `VideoStream`.
+
+    Raises:
+      ImportError: imageio / imageio-ffmpeg are not installed (`pip install ctjax[video]`).
+      SequenceError: the file is missing, unreadable or holds no frames.
+      ctjax.boxes.BoxError: `init_box` is invalid for the video's frames.
+    """
+    path = Path(path)
+    stream = VideoStream(name=name or path.stem, path=path,
+                         box=tuple(np.asarray(init_box, np.float64).reshape(-1).tolist()),
+                         max_frames=max_frames)
+    stream.init_box  # decodes the first frame: a bad file or box fails before any tracking
+    return stream
+
+
 def load_video(path, init_box, *, name: str | None = None, max_frames: int | None = None,
                max_bytes: int = 2**31) -> VideoSequence:
     """Decodes a video file (mp4, avi, gif, ... via imageio) into memory.
 
-    All frames are decoded at once (videos for a demo or a quick test are small); `max_bytes`
-    guards against exhausting memory on a long video.
+    All frames are decoded at once, for short clips that need random access (`frame(i)`);
+    to track a video of any length, stream it with `open_video`. `max_bytes` guards against
+    exhausting memory on a long video.
 
     Args:
       path: the video file.
@@ -370,35 +507,17 @@ def load_video(path, init_box, *, name: str | None = None, max_frames: int | Non
     """
     path = Path(path)
     name = name or path.stem
-    try:
-        import imageio.v2 as iio
-    except ImportError as e:
-        raise ImportError(f"reading videos needs imageio and imageio-ffmpeg: {VIDEO_HINT}") from e
-    if not path.is_file():
-        raise SequenceError(f"video file {path} does not exist")
     frames, nbytes = [], 0
-    try:
-        with iio.get_reader(path) as reader:
-            for frame in reader:
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
-                frames.append(_to_rgb(frame, path))
-                nbytes += frames[-1].nbytes
-                if nbytes > max_bytes:
-                    raise SequenceError(
-                        f"video {path}: more than {max_bytes} bytes of decoded frames after "
-                        f"{len(frames)} frames; pass max_frames or a larger max_bytes")
-    except SequenceError:
-        raise
-    except ImportError as e:
-        raise ImportError(f"reading {path.suffix} videos needs imageio-ffmpeg: {VIDEO_HINT}") from e
-    except Exception as e:  # imageio's plugins raise many exception types for a bad file.
-        raise SequenceError(f"video file {path} is unreadable: {type(e).__name__}: {e}") from e
+    for frame in _video_frames(path, max_frames):
+        frames.append(frame)
+        nbytes += frame.nbytes
+        if nbytes > max_bytes:
+            raise SequenceError(
+                f"video {path}: more than {max_bytes} bytes of decoded frames after "
+                f"{len(frames)} frames; pass max_frames or a larger max_bytes, or stream it "
+                "with open_video")
     if not frames:
         raise SequenceError(f"video file {path} holds no frames")
-    shapes = {f.shape for f in frames}
-    if len(shapes) != 1:
-        raise SequenceError(f"video {path}: frame sizes change within the video: {sorted(shapes)}")
     video = np.stack(frames)
     init = boxlib.validate_box(init_box, video.shape[1:3], what=f"initial box of {name}")
     gt = np.full((len(video), 4), np.nan)
