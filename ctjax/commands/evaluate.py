@@ -193,7 +193,8 @@ def tracker_fingerprint(spec: TrackerSpec, built=None, image_hw=None) -> dict:
             raise ImportError("the csrt tracker needs OpenCV: pip install "
                               "'ctjax[baselines]'") from e
         if spec.settings:
-            raise ValueError(f"tracker {spec.label}: csrt (OpenCV) has no settings to --set")
+            raise ValueError(f"tracker {spec.label}: csrt (OpenCV) has no settings to --set; "
+                             "give the other trackers' settings as LABEL:KEY=VALUE")
         return {"preset": "csrt", "weights": "none", "weights_sha256": None,
                 "config": f"OpenCV {cv2.__version__} TrackerCSRT defaults"}
     if built is None:

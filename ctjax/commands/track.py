@@ -177,7 +177,11 @@ def _set_field(obj, parts: list[str], text: str, key: str):
                              "group of settings")
         value = _set_field(current, parts[1:], text, key)
     else:
-        value = _convert(text, typing.get_type_hints(type(obj))[name], key)
+        try:
+            field_type = typing.get_type_hints(type(obj))[name]
+        except Exception:  # an annotation that cannot be resolved at run time
+            field_type = fields[name].type
+        value = _convert(text, field_type, key)
     try:
         return dataclasses.replace(obj, **{name: value})
     except (TypeError, ValueError) as e:  # the config's own checks (__post_init__)
