@@ -12,8 +12,9 @@ AUC, P@20 and median FPS per sequence (one core per worker, as `ctjax eval` meas
 Students (LABEL=WEIGHTS, WEIGHTS as `feco` takes them), by default:
 - compression study: `r16`, `r32`, `r96` from `runs/ratio_<r>/student` (trained by
   `experiments/distill_ratio.py`, exported by `ctjax export`) when they exist, `r64` = the
-  shipped student (`ctjax/assets/students/ctjax_cfvggm_r64`), `released` = the authors'
-  `CF_VGGM.mat` (ratio 64);
+  shipped student (`ctjax/assets/students/ctjax_cfvggm_r64`), `r64_rerun` = the same recipe
+  rerun by `distill_ratio.py:r64` beside the other ratios (same code and pool as they),
+  `released` = the authors' `CF_VGGM.mat` (ratio 64);
 - ablation (all ratio 64): `random` (`feco-random`), `fidelity_only`, `tracking_only`, the
   shipped fidelity + tracking student (`r64`), `+online` (`feco-online` on it), `released`.
 Missing student folders are reported and left out, never replaced.
@@ -37,6 +38,7 @@ def default_students(runs: Path) -> list[tuple[str, str, str]]:
     for r in ("r16", "r32"):
         rows.append((r, "feco", str(runs / f"ratio_{r}" / "student")))
     rows.append(("r64", "feco", str(STUDENTS / "ctjax_cfvggm_r64")))
+    rows.append(("r64_rerun", "feco", str(runs / "ratio_r64" / "student")))
     rows.append(("r96", "feco", str(runs / "ratio_r96" / "student")))
     rows.append(("released", "feco", "released"))
     rows.append(("random", "feco-random", ""))
