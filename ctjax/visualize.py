@@ -31,18 +31,27 @@ def draw_boxes(frame: np.ndarray, boxes: dict[str, np.ndarray], *, scale: float 
 def write_annotated(path, frames: Iterable[np.ndarray], boxes: np.ndarray, *,
                     ground_truth: np.ndarray | None = None, fps: float = 25.0,
                     max_side: int = 360) -> Path:
-    """Writes an annotated video or GIF of a tracked sequence and returns its path."""
+    """Writes an annotated video or GIF of a tracked sequence and returns its path.
+
+    Video (any suffix but `.gif`, through imageio with `ctjax[video]`) is written one frame at a
+    time, so a long video is never held in memory; a GIF is assembled in memory from frames
+    shrunk to `max_side` pixels.
+    """
     path = Path(path)
-    images = []
-    for i, frame in enumerate(frames):
-        scale = min(1.0, max_side / max(frame.shape[:2])) if path.suffix == ".gif" else 1.0
-        marks = {"lime": boxes[i]}
-        if ground_truth is not None and i < len(ground_truth):
-            marks["red"] = ground_truth[i]
-        images.append(draw_boxes(frame, marks, scale=scale))
-    if not images:
-        raise ValueError("no frames to write")
-    if path.suffix == ".gif":
+    gif = path.suffix == ".gif"
+
+    def annotated():
+        for i, frame in enumerate(frames):
+            scale = min(1.0, max_side / max(frame.shape[:2])) if gif else 1.0
+            marks = {"lime": boxes[i]}
+            if ground_truth is not None and i < len(ground_truth):
+                marks["red"] = ground_truth[i]
+            yield draw_boxes(frame, marks, scale=scale)
+
+    if gif:
+        images = list(annotated())
+        if not images:
+            raise ValueError("no frames to write")
         images[0].save(path, save_all=True, append_images=images[1:],
                        duration=int(1000 / fps), loop=0)
         return path
@@ -50,5 +59,12 @@ def write_annotated(path, frames: Iterable[np.ndarray], boxes: np.ndarray, *,
         import imageio.v2 as imageio
     except ImportError as err:
         raise ImportError("writing video needs imageio: pip install 'ctjax[video]'") from err
-    imageio.mimwrite(path, [np.asarray(im) for im in images], fps=fps)
+    count = 0
+    with imageio.get_writer(path, fps=fps) as writer:
+        for image in annotated():
+            writer.append_data(np.asarray(image))
+            count += 1
+    if not count:
+        path.unlink(missing_ok=True)
+        raise ValueError("no frames to write")
     return path
