@@ -27,8 +27,10 @@ from PIL import Image
 from ctjax import api
 from ctjax import commands as cli
 from ctjax import evaluation
-from ctjax.commands import evaluate, track, workers
-from ctjax.data import sequences
+from ctjax import results
+from ctjax.commands import evaluate, workers
+from ctjax.data import sequences, sources
+from ctjax.trackers import settings
 from ctjax.trackers.dcf import TrackerConfig
 
 DEMO = sequences.demo_sequence()
@@ -70,7 +72,7 @@ def in_process(monkeypatch):
     _COMPILED.setdefault("probe", "in-process test")
     monkeypatch.setattr(evaluate, "_WORKER", _COMPILED)
     monkeypatch.setattr(workers, "run_pool", serial_pool)
-    monkeypatch.setattr(evaluate, "code_version", lambda: dict(CODE))
+    monkeypatch.setattr(results, "code_version", lambda: dict(CODE))
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,22 +83,22 @@ def test_settings_are_typed_from_the_config_fields():
     from ctjax.trackers.eco import EcoConfig
 
     base = TrackerConfig()
-    c = track.apply_settings(base, [("patch_size", "160"), ("learning_rate", "0.01"),
+    c = settings.apply_settings(base, [("patch_size", "160"), ("learning_rate", "0.01"),
                                     ("canvas_hw", "480,640")])
     assert (c.patch_size, c.learning_rate, c.canvas_hw) == (160, 0.01, (480, 640))
     assert type(c.patch_size) is int and type(c.canvas_hw[0]) is int
-    assert track.apply_settings(base, []) is base
-    eco = track.apply_settings(EcoConfig(), [("filter.cg_iter", "3"),
+    assert settings.apply_settings(base, []) is base
+    eco = settings.apply_settings(EcoConfig(), [("filter.cg_iter", "3"),
                                              ("use_scale_filter", "false"),
                                              ("scale.num_scales", "9")])
     assert eco.filter.cg_iter == 3 and eco.use_scale_filter is False
     assert eco.scale.num_scales == 9 and eco.filter.init_cg_iter == EcoConfig().filter.init_cg_iter
-    assert track.parse_setting("b:learning_rate = 0.02", labels=True) == \
+    assert settings.parse_setting("b:learning_rate = 0.02", labels=True) == \
         ("b", "learning_rate", "0.02")
-    assert track.parse_setting("lam=1e-3") == (None, "lam", "1e-3")
+    assert settings.parse_setting("lam=1e-3") == (None, "lam", "1e-3")
 
 
-@pytest.mark.parametrize("settings, message", [
+@pytest.mark.parametrize("pairs, message", [
     ([("nope", "1")], "TrackerConfig has no field 'nope'; its fields: patch_size, "),
     ([("patch_size", "1.5")], "patch_size must be int, got '1.5'"),
     ([("learning_rate", "fast")], "learning_rate must be float"),
@@ -106,23 +108,45 @@ def test_settings_are_typed_from_the_config_fields():
     ([("lam", "1"), ("lam", "2")], "--set lam is given more than once"),
     ([("lam.x", "1")], "lam is a single value, not a group of settings"),
 ])
-def test_bad_settings_name_the_problem(settings, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        track.apply_settings(TrackerConfig(), settings)
+def test_bad_settings_name_the_problem(pairs, message):
+    with pytest.raises(settings.SettingError, match=message.replace("(", r"\(")):
+        settings.apply_settings(TrackerConfig(), pairs)
 
 
 def test_nested_groups_and_flags():
     from ctjax.trackers.eco import EcoConfig
 
-    with pytest.raises(ValueError, match="filter is a group of settings; set its fields: "
-                                         "filter.cg_iter"):
-        track.apply_settings(EcoConfig(), [("filter", "3")])
-    with pytest.raises(ValueError, match="use_scale_filter must be true or false"):
-        track.apply_settings(EcoConfig(), [("use_scale_filter", "maybe")])
-    with pytest.raises(ValueError, match="expected KEY=VALUE"):
-        track.parse_setting("learning_rate")
-    with pytest.raises(ValueError, match="track takes KEY=VALUE"):
-        track.parse_setting("a:lam=1")
+    with pytest.raises(settings.SettingError, match="filter is a group of settings; set its "
+                                                    "fields: filter.cg_iter"):
+        settings.apply_settings(EcoConfig(), [("filter", "3")])
+    with pytest.raises(settings.SettingError, match="use_scale_filter must be true or false"):
+        settings.apply_settings(EcoConfig(), [("use_scale_filter", "maybe")])
+    with pytest.raises(settings.SettingError, match="expected KEY=VALUE"):
+        settings.parse_setting("learning_rate")
+    with pytest.raises(settings.SettingError, match="track takes KEY=VALUE"):
+        settings.parse_setting("a:lam=1")
+    assert issubclass(settings.SettingError, ValueError)  # the commands' one-line errors
+
+
+def test_a_preset_without_a_config_refuses_settings(monkeypatch):
+    """`build_tracker` turns a builder's TypeError about `config` into a SettingError;
+    nothing changes (the default build itself) without settings."""
+    from ctjax.trackers import presets
+
+    calls = []
+
+    def builder(*, weights=None):  # a plug-in preset that takes no config
+        calls.append(weights)
+        return presets.BuiltTracker(name="noconfig", tracker=None, params=None,
+                                    config=TrackerConfig(), extractor=None, weights="none")
+
+    monkeypatch.setitem(presets.PRESETS, "noconfig", "a preset without a config")
+    monkeypatch.setitem(presets._BUILDERS, "noconfig", builder)
+    default = settings.build_tracker("noconfig")
+    assert settings.build_tracker("noconfig", default=default) is default
+    with pytest.raises(settings.SettingError, match="'noconfig' takes no config"):
+        settings.build_tracker("noconfig", settings=[("lam", "1")], default=default)
+    assert calls == [None]
 
 
 def test_set_errors_are_one_line_with_exit_2(tmp_path, capsys):
@@ -186,10 +210,10 @@ def test_frames_larger_than_the_canvas_get_one_that_holds_them(tmp_path):
     from ctjax.ops.crop import canvas_for
 
     base = TrackerConfig()
-    assert track.fit_canvas(base, (480, 640)) is base
-    assert track.fit_canvas(base, (1080, 1920)).canvas_hw == canvas_for((1080, 1920))
-    assert track.fit_canvas(base, (800, 64)).canvas_hw == canvas_for((800, 64))
-    kept = track.tracker_config(base, [("canvas_hw", "720,1280")], (1080, 1920))
+    assert settings.fit_canvas(base, (480, 640)) is base
+    assert settings.fit_canvas(base, (1080, 1920)).canvas_hw == canvas_for((1080, 1920))
+    assert settings.fit_canvas(base, (800, 64)).canvas_hw == canvas_for((800, 64))
+    kept = settings.tracker_config(base, [("canvas_hw", "720,1280")], (1080, 1920))
     assert kept.canvas_hw == (720, 1280)  # set explicitly: left alone
     # A portrait sequence taller than the default 720-row canvas tracks end to end.
     seq = _tiny(tmp_path / "tall", n=4, hw=(800, 64))
@@ -203,12 +227,12 @@ def test_track_picks_one_target_of_a_stock_otb_folder(tmp_path, capsys):
     jog = _tiny(root / "Jogging", n=5, boxes_files=("groundtruth_rect.1.txt",
                                                     "groundtruth_rect.2.txt"))
     _tiny(root / "Flat", n=4)
-    found = track.resolve_sources(root)
+    found = sources.resolve_sources(root)
     assert [(s.layout, s.label) for s in found] == [
         ("otb", "Flat"), ("otb100", "Jogging-1"), ("otb100", "Jogging-2")]
     gt2 = np.loadtxt(jog / "groundtruth_rect.2.txt", delimiter=",")
     np.testing.assert_array_equal(found[2].load().boxes, gt2)
-    assert [s.label for s in track.resolve_sources(root, "otb")] == ["Flat"]
+    assert [s.label for s in sources.resolve_sources(root, "otb")] == ["Flat"]
     out = str(tmp_path / "b.txt")
     err = _one_line(capsys, ["track", str(jog), "--tracker", "gradhist", "--output", out],
                     "track")

@@ -26,7 +26,7 @@ import pytest
 
 from conftest import need_data
 from ctjax import commands as cli
-from ctjax import evaluation, paths
+from ctjax import evaluation, paths, results
 from ctjax.commands import evaluate, workers
 from ctjax.data import sequences
 
@@ -142,7 +142,7 @@ def in_process(monkeypatch):
     _COMPILED.setdefault("probe", "in-process test")
     monkeypatch.setattr(evaluate, "_WORKER", _COMPILED)
     monkeypatch.setattr(workers, "run_pool", serial_pool)
-    monkeypatch.setattr(evaluate, "code_version", lambda: dict(CODE))
+    monkeypatch.setattr(results, "code_version", lambda: dict(CODE))
 
 
 def _eval(clips, output, *extra):

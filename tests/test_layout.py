@@ -16,6 +16,7 @@ LAYERS = {
     "ctjax.features": 1, "ctjax.models": 1, "ctjax.data": 1, "ctjax.evaluation": 1,
     "ctjax.visualize": 1,
     "ctjax.trackers": 2, "ctjax.distill": 2,
+    "ctjax.results": 2,  # eval's result store: keys hold tracker configs (trackers.settings)
     "ctjax.commands": 3, "ctjax.__main__": 3, "ctjax.api": 3, "ctjax.integrations": 3,
 }
 # The root package's `__getattr__` loads `ctjax.api` (the user-facing `ctjax.Tracker`) on first
@@ -112,6 +113,28 @@ def test_the_graph_sees_known_edges():
     assert "ctjax.distill.loop" in GRAPH["ctjax.commands.distill"]  # a function-level import
     assert "ctjax.trackers" in GRAPH["ctjax.trackers.dcf"]
     assert "ctjax.api" in _imports("ctjax", MODULES["ctjax"])  # the lazy edge is still seen
+    assert "ctjax.trackers.settings" in GRAPH["ctjax.results"]
+    assert {"ctjax.data.sources", "ctjax.results"} <= GRAPH["ctjax.commands.evaluate"]
+
+
+def test_commands_define_no_library_logic_that_moved_out():
+    """`ctjax/commands/*` is argparse, printing and orchestration: the settings, sequence
+    sources and result store live in the library (and are imported from there)."""
+    moved = {"ctjax.trackers.settings": ("parse_setting", "apply_settings", "tracker_config",
+                                         "build_tracker", "fit_canvas"),
+             "ctjax.data.sources": ("SequenceSource", "resolve_sources"),
+             "ctjax.results": ("TrackerSpec", "code_version", "tracker_fingerprint",
+                               "sequence_fingerprint", "result_key", "result_status",
+                               "write_result", "write_summary", "export_results")}
+    defined = {}
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text(), str(path))
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                defined.setdefault(node.name, set()).add(name)
+    for home, names in moved.items():
+        for n in names:
+            assert defined.get(n) == {home}, f"{n} defined in {sorted(defined.get(n, ()))}"
 
 
 def test_every_module_imports_on_its_own():

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 from ctjax import commands as cli
-from ctjax import evaluation
-from ctjax.commands import evaluate, workers
-from ctjax.data import sequences
+from ctjax import evaluation, results
+from ctjax.commands import workers
+from ctjax.data import sequences, sources
 
 DEMO = sequences.demo_sequence()
 DEMO_DIR = DEMO.frame_paths[0].parents[1]
@@ -38,14 +38,14 @@ TESTS = Path(__file__).resolve().parent
 def stable_code(monkeypatch):
     """Fixes the code part of result keys, so that other people editing ctjax while the
     tests run cannot invalidate the results between two evaluations of one test."""
-    monkeypatch.setattr(evaluate, "code_version", lambda: dict(CODE))
+    monkeypatch.setattr(results, "code_version", lambda: dict(CODE))
 
 
 def _key(spec_text, seq_dir=DEMO_DIR, frames=12, code=CODE):
-    spec = evaluate.TrackerSpec.parse(spec_text)
-    seq = evaluate._load(seq_dir, frames)
-    return evaluate.result_key(evaluate.tracker_fingerprint(spec),
-                               evaluate.sequence_fingerprint(seq, seq_dir), code)
+    spec = results.TrackerSpec.parse(spec_text)
+    seq = sources.as_source(seq_dir).load(frames)
+    return results.result_key(results.tracker_fingerprint(spec),
+                              results.sequence_fingerprint(seq, seq_dir), code)
 
 
 def _write_result(out_dir: Path, name: str, key: dict, boxes):
@@ -69,10 +69,10 @@ def test_a_result_is_reused_only_for_the_same_tracker_sequence_and_code(tmp_path
     name = NAME
     key = _key("gradhist")
     _write_result(tmp_path, name, key, np.tile(DEMO.boxes[0], (12, 1)))
-    assert evaluate.result_status(tmp_path, name, key) is None
+    assert results.result_status(tmp_path, name, key) is None
 
     def why(other):
-        return evaluate.result_status(tmp_path, name, other)
+        return results.result_status(tmp_path, name, other)
 
     assert "preset (gradhist -> cfvggm-random)" in why(_key("cfvggm-random"))
     assert "frames (12 -> 10)" in why(_key("gradhist", frames=10))
@@ -84,7 +84,7 @@ def test_a_result_is_reused_only_for_the_same_tracker_sequence_and_code(tmp_path
     changed = copy / "img" / "0003.jpg"
     changed.write_bytes(changed.read_bytes() + b"\0")  # same names, one file differs
     assert "frame_files_sha256" in why(_key("gradhist", seq_dir=copy))
-    assert evaluate.result_status(tmp_path, "Other", key) == "no result yet"
+    assert results.result_status(tmp_path, "Other", key) == "no result yet"
 
 
 def test_weights_are_keyed_by_checksum_not_path(tmp_path):
@@ -98,7 +98,7 @@ def test_weights_are_keyed_by_checksum_not_path(tmp_path):
     assert "weights" not in key_a and len(key_a["weights_sha256"]) == 64
     (b / "student.json").write_text((b / "student.json").read_text().replace('"', '"', 1) + " ")
     _write_result(tmp_path, NAME, key_a, np.tile(DEMO.boxes[0], (12, 1)))
-    assert "weights_sha256" in evaluate.result_status(tmp_path, NAME, _key(f"cfvggm:{b}"))
+    assert "weights_sha256" in results.result_status(tmp_path, NAME, _key(f"cfvggm:{b}"))
     # Hand-crafted presets have no weight file: their source string is the key.
     assert _key("gradhist")["weights"] == "none"
 
@@ -147,7 +147,52 @@ def test_damaged_results_are_not_counted_as_done(tmp_path, damage, reason):
         meta.write_text("[]")
     elif damage == "old_meta":
         meta.write_text(json.dumps({"frames": 12, "fps": 1.0}))
-    assert re.search(reason, evaluate.result_status(tmp_path, NAME, key))
+    assert re.search(reason, results.result_status(tmp_path, NAME, key))
+
+
+def _record(n):
+    return evaluation.FrameScores(score=np.r_[np.nan, np.full(n - 1, 0.5)], ok=np.ones(n, bool),
+                                  peak=np.r_[np.nan, np.full(n - 1, 2.0)],
+                                  seconds=np.full(n, 0.02))
+
+
+def test_write_result_writes_files_that_its_metadata_vouches_for(tmp_path):
+    key = _key("gradhist")
+    boxes = np.tile(DEMO.boxes[0], (12, 1)) + np.arange(12)[:, None]
+    meta = results.write_result(tmp_path, NAME, boxes, _record(12), {"fps": 50.0, "key": key})
+    on_disk = json.loads((tmp_path / f"{NAME}.json").read_text())
+    assert on_disk == meta and list(meta)[:2] == ["fps", "key"]  # given fields first
+    for suffix, field in ((".txt", "boxes_sha256"), (".scores.csv", "scores_sha256")):
+        data = (tmp_path / f"{NAME}{suffix}").read_bytes()
+        assert meta[field] == hashlib.sha256(data).hexdigest()
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / f"{NAME}.txt", delimiter=","), boxes)
+    assert results.result_status(tmp_path, NAME, key) is None
+    # Old metadata goes first: a write that fails halfway leaves no metadata vouching.
+    with pytest.raises(ValueError):
+        results.write_result(tmp_path, NAME, boxes[:, :3], _record(12), {"key": key})
+    assert not (tmp_path / f"{NAME}.json").exists()
+    assert "missing or unreadable" in results.result_status(tmp_path, NAME, key)
+
+
+def test_copy_result_copies_byte_for_byte_and_replaces_stale_metadata(tmp_path):
+    key = _key("gradhist")
+    src, dest = tmp_path / "a", tmp_path / "b"
+    src.mkdir(), dest.mkdir()
+    _write_result(src, NAME, key, np.tile(DEMO.boxes[0], (12, 1)))
+    (dest / f"{NAME}.json").write_text("stale")
+    results.copy_result(src, dest, NAME)
+    for suffix in (".txt", ".scores.csv", ".json"):
+        assert (dest / f"{NAME}{suffix}").read_bytes() == (src / f"{NAME}{suffix}").read_bytes()
+    assert results.result_status(dest, NAME, key) is None
+    results.copy_result(src, src, NAME)  # the same folder: left as it is
+    assert results.result_status(src, NAME, key) is None
+
+
+def test_exports_are_in_the_benchmarks_own_coordinates():
+    boxes = np.array([[10.0, 20.0, 30.0, 40.0]])
+    np.testing.assert_array_equal(results.benchmark_coords(boxes, "vot"), [[9, 19, 30, 40]])
+    for layout in ("otb", "otb100", "uav123", "got10k", "lasot"):
+        np.testing.assert_array_equal(results.benchmark_coords(boxes, layout), boxes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,7 +450,7 @@ def test_two_evals_into_one_folder_both_finish(tmp_path):
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
     for s in seqs:
-        assert evaluate.result_status(out / "x", s.name, json.loads(
+        assert results.result_status(out / "x", s.name, json.loads(
             (out / "x" / f"{s.name}.json").read_text())["key"]) is None
     assert not [p for p in out.rglob(".*") if p.is_file()]
 

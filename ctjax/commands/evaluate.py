@@ -1,6 +1,6 @@
 """`ctjax eval`: run trackers over sequences (OTB one-pass protocol) and report.
 
-Layout of `--output DIR`:
+Layout of `--output DIR` (result files, key and summary: `ctjax.results`):
     DIR/<label>/<sequence>.txt    raw boxes, one x,y,w,h line per frame (OTB format)
     DIR/<label>/<sequence>.scores.csv  per frame: the relative score and ok/lost flag of
                                   `ctjax.Tracker` (`ctjax.api.score_flags`), the raw peak,
@@ -16,7 +16,7 @@ Layout of `--output DIR`:
 
 Sequences: `--split` (ctjax's data folder), or `--sequences` naming sequence folders,
 benchmark folders or sequence names of the data folder; `--layout` says how folders are
-read (detected by default; `ctjax.commands.track.resolve_sources`), frames aligned with
+read (detected by default; `ctjax.data.sources.resolve_sources`), frames aligned with
 boxes by `ctjax.data.layouts`. Tracker settings: `--set [LABEL:]KEY=VALUE` (fields of the
 presets' config dataclasses; part of the result key). Frames larger than a preset's canvas
 get a larger canvas (part of the key, through the config). Scoring: `--gt-rule ctjax|otb`
@@ -29,14 +29,14 @@ the death of this process ends the workers at once (`ctjax.commands.workers`). P
 a bar with the ETA over all frames on stderr when it is a terminal (`--no-progress` turns it
 off), else a status line every `STATUS_SECONDS`; a line per finished task on stdout always.
 
-Resuming: a result is reused only if its `.json` holds the same **key**, i.e. it was made by
-the same preset, weights (SHA-256 of the file or folder), tracker config and `--set`
-settings, sequence (full path, layout, frame count, initial box, frame file names and sizes)
-and code (ctjax version, jax and jaxlib versions, a SHA-256 of ctjax's Python sources), and
-its box and score files are intact (right length, same checksum). Anything else is rerun,
-with a line saying why. Every file is written atomically (unique temporary name, then
-rename; normal permissions), so an interrupted or concurrent evaluation never leaves a
-partial result.
+Resuming (`ctjax.results.result_status`): a result is reused only if its `.json` holds the
+same **key**, i.e. it was made by the same preset, weights (SHA-256 of the file or folder),
+tracker config and `--set` settings, sequence (full path, layout, frame count, initial box,
+frame file names and sizes) and code (ctjax version, jax and jaxlib versions, a SHA-256 of
+ctjax's Python sources), and its box and score files are intact (right length, same
+checksum). Anything else is rerun, with a line saying why. Every file is written
+atomically (unique temporary name, then rename; normal permissions), so an interrupted or
+concurrent evaluation never leaves a partial result.
 
 Trackers are given as `LABEL=PRESET[:WEIGHTS]` (or just `PRESET`), e.g.
 `ours=cfvggm released=cfvggm:released effnet csrt`.
@@ -54,44 +54,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ctjax.commands.track import SequenceSource, add_setting_arguments, parse_setting
+from ctjax import results
+from ctjax.commands.track import add_setting_arguments
+from ctjax.data.sources import SequenceSource, as_source, resolve_sources
+from ctjax.results import TrackerSpec
+from ctjax.trackers.settings import build_tracker, parse_setting, tracker_config
 
 HELP = "evaluate trackers on a list of sequences (OTB protocol)"
-_ROOT = Path(__file__).resolve().parents[1]  # the ctjax package
 STATUS_SECONDS = 30.0  # a progress line this often when stderr is not a terminal
-SCORES_SUFFIX = ".scores.csv"
-
-
-@dataclasses.dataclass(frozen=True)
-class TrackerSpec:
-    """One tracker of an evaluation: its results folder (label), preset, weights and
-    `--set` settings ((key, value text) pairs)."""
-    label: str
-    preset: str
-    weights: str | None = None
-    settings: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> "TrackerSpec":
-        """`LABEL=PRESET[:WEIGHTS]` or `PRESET[:WEIGHTS]`; the label names a results folder."""
-        label, _, rest = text.rpartition("=")
-        preset, _, weights = (rest or text).partition(":")
-        label = label or preset
-        if not preset or label in (".", "..") or label.startswith(".") or \
-                any(c in label for c in "/\\\0"):
-            raise ValueError(f"--trackers {text!r}: expected LABEL=PRESET[:WEIGHTS], with a "
-                             "label usable as a folder name")
-        return cls(label, preset, weights or None)
 
 
 def _positive_int(text: str) -> int:
@@ -137,165 +115,6 @@ def add_arguments(p) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# What produced a result: its key
-
-
-def code_version() -> dict:
-    """The ctjax version, a SHA-256 of its Python sources, the jax and jaxlib versions (XLA's
-    numerics are part of a result), and the git commit (informative only, or None)."""
-    from importlib import metadata
-
-    h = hashlib.sha256()
-    for f in sorted(_ROOT.rglob("*.py")):
-        h.update(str(f.relative_to(_ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
-    try:
-        commit = subprocess.run(["git", "-C", str(_ROOT), "rev-parse", "HEAD"], timeout=10,
-                                capture_output=True, text=True).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    import ctjax
-    jax_versions = []
-    for package in ("jax", "jaxlib"):
-        try:
-            jax_versions.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            jax_versions.append(f"{package} missing")
-    return {"ctjax_version": f"{ctjax.__version__} ({', '.join(jax_versions)})",
-            "source_sha256": h.hexdigest(), "git_commit": commit}
-
-
-def tracker_fingerprint(spec: TrackerSpec, built=None, image_hw=None) -> dict:
-    """Preset, weights (checksum when they are a file or folder), settings and config of a
-    tracker.
-
-    Args:
-      spec: the tracker.
-      built: its preset's default build (`presets.build(preset, weights=...)`); built here
-        (no compilation) when None.
-      image_hw: the frames' size: the config's canvas is fitted to it, as the worker does
-        (`ctjax.commands.track.tracker_config`).
-
-    For `csrt` checks that OpenCV is installed. Raises what `presets.build` and
-    `apply_settings` raise (unknown preset, weights for a preset that takes none, missing
-    weights, an unknown setting or a bad value), before any sequence is tracked.
-    """
-    from ctjax.commands.track import tracker_config
-
-    from ctjax import paths
-
-    if spec.preset == "csrt":
-        if spec.weights:
-            raise ValueError(f"tracker {spec.label}: csrt (OpenCV) takes no weights, got "
-                             f"{spec.weights!r}")
-        try:
-            import cv2
-        except ImportError as e:
-            raise ImportError("the csrt tracker needs OpenCV: pip install "
-                              "'ctjax[baselines]'") from e
-        if spec.settings:
-            raise ValueError(f"tracker {spec.label}: csrt (OpenCV) has no settings to --set; "
-                             "give the other trackers' settings as LABEL:KEY=VALUE")
-        return {"preset": "csrt", "weights": "none", "weights_sha256": None,
-                "config": f"OpenCV {cv2.__version__} TrackerCSRT defaults"}
-    if built is None:
-        from ctjax.trackers import presets
-        built = presets.build(spec.preset, weights=spec.weights)
-    source = str(built.weights)
-    sha = paths.digest(source) if source not in ("", "none") and Path(source).exists() else None
-    try:
-        config = tracker_config(built.config, spec.settings, image_hw)
-    except ValueError as e:
-        raise ValueError(f"tracker {spec.label}: {e}") from None
-    out = {"preset": spec.preset, "weights": source, "weights_sha256": sha,
-           "config": repr(config)}
-    if spec.settings:
-        out["settings"] = [f"{k}={v}" for k, v in spec.settings]
-    return out
-
-
-def sequence_fingerprint(seq, source) -> dict:
-    """Full path (root/name for a benchmark layout), layout (when not ctjax's OTB folders),
-    frame count, initial box and a checksum of frame file names and sizes.
-
-    Args:
-      seq: the loaded sequence.
-      source: its `SequenceSource`, or the folder of an OTB-format sequence.
-    """
-    source = _as_source(source)
-    h = hashlib.sha256()
-    for f in seq.frame_paths:
-        h.update(f"{f.name}:{f.stat().st_size}\n".encode())
-    out = {"sequence_path": str(source.path.resolve()), "frames": len(seq),
-           "init_box": [float(v) for v in seq.boxes[0]], "frame_files_sha256": h.hexdigest()}
-    if source.layout != "otb":
-        out["layout"] = source.layout
-    return out
-
-
-def _as_source(source) -> SequenceSource:
-    return source if isinstance(source, SequenceSource) else SequenceSource("otb", Path(source))
-
-
-def result_key(tracker: dict, sequence: dict, code: dict) -> dict:
-    """The key stored with a result; equal keys mean the same tracker, sequence and code
-    (the weights path is left out when their checksum is known, so a moved file matches)."""
-    tracker = dict(tracker)
-    if tracker.get("weights_sha256"):
-        tracker.pop("weights")
-    return {**tracker, **sequence, "ctjax_version": code["ctjax_version"],
-            "source_sha256": code["source_sha256"]}
-
-
-def _canon(value) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-def _short(value) -> str:
-    text = value if isinstance(value, str) else _canon(value)
-    return text if len(text) <= 40 else text[:18] + "..." + text[-18:]
-
-
-def result_status(out_dir: Path, name: str, key: dict) -> str | None:
-    """None when `out_dir/<name>.txt/.json` is a valid result for `key`, else why it is not."""
-    from ctjax import evaluation
-
-    meta_file, box_file = out_dir / f"{name}.json", out_dir / f"{name}.txt"
-    if not meta_file.exists() and not box_file.exists():
-        return "no result yet"
-    try:
-        meta = json.loads(meta_file.read_text())
-        if not isinstance(meta, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:
-        return f"its metadata {meta_file.name} is missing or unreadable ({' '.join(str(e).split())})"
-    old = meta.get("key")
-    if not isinstance(old, dict):
-        return f"{meta_file.name} has no result key (written by an older ctjax)"
-    changed = [k for k in key if _canon(old.get(k)) != _canon(key[k])]
-    if changed:
-        return "it was made by a different " + "; ".join(
-            f"{k} ({_short(old.get(k))} -> {_short(key[k])})" for k in changed)
-    try:
-        text = box_file.read_bytes()
-        evaluation.read_boxes(box_file, num_frames=key["frames"])
-    except (OSError, ValueError) as e:
-        return f"its box file is damaged: {' '.join(str(e).split())}"
-    if hashlib.sha256(text).hexdigest() != meta.get("boxes_sha256"):
-        return f"{box_file.name} changed since it was written (checksum differs)"
-    scores_file = out_dir / f"{name}{SCORES_SUFFIX}"
-    if "scores_sha256" not in meta:
-        return f"{meta_file.name} names no score file (written by an older ctjax)"
-    try:
-        evaluation.read_frame_scores(scores_file, num_frames=key["frames"])
-        scores = scores_file.read_bytes()
-    except (OSError, ValueError) as e:
-        return f"its score file is damaged: {' '.join(str(e).split())}"
-    if hashlib.sha256(scores).hexdigest() != meta["scores_sha256"]:
-        return f"{scores_file.name} changed since it was written (checksum differs)"
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
 # Sequences and tasks
 
 
@@ -303,7 +122,6 @@ def _sequence_sources(args) -> list[SequenceSource]:
     """The sequences of `--sequences` (folders read by `--layout`, or names in the data
     folder) or of `--split`."""
     from ctjax import paths
-    from ctjax.commands.track import resolve_sources
     from ctjax.data import sequences
 
     layout = getattr(args, "layout", "auto")
@@ -321,7 +139,7 @@ def _sequence_sources(args) -> list[SequenceSource]:
 
 def _load(source, max_frames: int | None):
     """The sequence of a `SequenceSource` (or an OTB-format folder), cut to `max_frames`."""
-    return _as_source(source).load(max_frames)
+    return as_source(source).load(max_frames)
 
 
 def _with_settings(specs: list[TrackerSpec], texts) -> list[TrackerSpec]:
@@ -356,7 +174,7 @@ def _check_names(seqs, seq_paths) -> None:
     """Results are stored by sequence name: two folders with one name would overwrite."""
     seen: dict[str, Path] = {}
     for s, p in zip(seqs, seq_paths):
-        p = _as_source(p).path
+        p = as_source(p).path
         if s.name in seen:
             raise ValueError(f"two sequences are named {s.name!r} ({seen[s.name]} and {p}); "
                              "results are stored by name, so one would overwrite the other: "
@@ -376,7 +194,6 @@ def _init_worker(core: int) -> None:
 def _compiled(spec: TrackerSpec, image_hw):
     """(built, compiled tracker, default build) for `spec` on frames of `image_hw`, cached
     per worker: one compilation per tracker and canvas."""
-    from ctjax.commands.track import build_tracker, tracker_config
     from ctjax.trackers import presets
     from ctjax.trackers.run import compile_tracker
 
@@ -401,11 +218,11 @@ def _run_task(spec: TrackerSpec, key: dict, source, out_dir: Path,
               max_frames: int | None, commit: str | None) -> dict:
     """Tracks one sequence with one tracker in a worker; writes its box file, score file
     and metadata."""
-    from ctjax import evaluation, paths, runtime
+    from ctjax import evaluation, runtime
     from ctjax.api import score_flags
     from ctjax.trackers.run import track_frames
 
-    source = _as_source(source)
+    source = as_source(source)
     seq = _load(source, max_frames)
     if spec.preset == "csrt":
         from ctjax.trackers.csrt import track_frames_csrt
@@ -413,109 +230,29 @@ def _run_task(spec: TrackerSpec, key: dict, source, out_dir: Path,
         weights = "none"
     else:
         built, compiled, default = _compiled(spec, seq.image_hw)
-        mine = result_key(tracker_fingerprint(spec, default, seq.image_hw),
-                          sequence_fingerprint(seq, source),
-                          {k: key[k] for k in ("ctjax_version", "source_sha256")})
-        if _canon(mine) != _canon(key):
+        mine = results.result_key(results.tracker_fingerprint(spec, default, seq.image_hw),
+                                  results.sequence_fingerprint(seq, source),
+                                  {k: key[k] for k in ("ctjax_version", "source_sha256")})
+        if results.canonical(mine) != results.canonical(key):
             raise RuntimeError(f"{spec.label}: the tracker or sequence changed on disk while "
                                "the evaluation ran (its key differs from the planned one)")
         result = track_frames(compiled, built.params, seq.frames(), seq.init_box,
                               progress=_progress)
         weights = built.weights
-    # No old metadata may ever vouch for the new result files, even if we are killed in between.
-    (out_dir / f"{seq.name}.json").unlink(missing_ok=True)
-    box_file = evaluation.write_boxes(out_dir / f"{seq.name}.txt", result.boxes)
     relative, ok = score_flags(result.scores, spec.preset)
-    scores_file = evaluation.write_frame_scores(
-        out_dir / f"{seq.name}{SCORES_SUFFIX}", evaluation.FrameScores(
-            score=relative, ok=ok, peak=result.scores, seconds=result.frame_seconds))
     if "probe" not in _WORKER:
         _WORKER["probe"] = runtime.probe(_WORKER["report"], seconds=0.3).summary()
     meta = {"sequence": seq.name, "tracker": spec.label, "preset": spec.preset,
             "weights": str(weights), "frames": len(result.boxes), "fps": result.fps,
             "median_frame_ms": 1e3 * float(np.median(result.frame_seconds[1:])),
             "compile_seconds": result.compile_seconds, "runtime": _WORKER["probe"],
-            "lost_frames": int((~ok).sum()), "git_commit": commit, "key": key,
-            "boxes_sha256": hashlib.sha256(box_file.read_bytes()).hexdigest(),
-            "scores_sha256": hashlib.sha256(scores_file.read_bytes()).hexdigest()}
-    paths.atomic_write(out_dir / f"{seq.name}.json", json.dumps(meta, indent=1))
-    return meta
+            "lost_frames": int((~ok).sum()), "git_commit": commit, "key": key}
+    return results.write_result(out_dir, seq.name, result.boxes, evaluation.FrameScores(
+        score=relative, ok=ok, peak=result.scores, seconds=result.frame_seconds), meta)
 
 
 # ---------------------------------------------------------------------------------------------
-# Report, exports, progress
-
-
-def _report(specs, seqs, keys, root: Path, *, gt_rule: str = "ctjax") -> str:
-    from ctjax import evaluation, paths
-
-    overall, lines = {}, []
-    for spec in specs:
-        d = root / spec.label
-        results = []
-        for s in seqs:
-            problem = result_status(d, s.name, keys[spec.label, s.name])
-            if problem is not None:
-                raise evaluation.ResultFileError(f"result {d / s.name}: {problem}")
-            meta = json.loads((d / f"{s.name}.json").read_text())
-            boxes = evaluation.read_boxes(d / f"{s.name}.txt", num_frames=len(s))
-            results.append(evaluation.evaluate_sequence(boxes, s.boxes, name=s.name,
-                                                        fps=meta["fps"], gt_rule=gt_rule))
-        overall[spec.label] = evaluation.aggregate(results, name=spec.label)
-        settings = (f"; --set {' '.join(f'{k}={v}' for k, v in spec.settings)}"
-                    if spec.settings else "")
-        lines += [f"## {spec.label} ({spec.preset}{':' + spec.weights if spec.weights else ''}"
-                  f"{settings})", "", evaluation.summary_table(overall[spec.label]), ""]
-    head = ["| tracker | AUC | OP50 | OP75 | P@20 | NormP@0.2 | median FPS per sequence |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
-    rows = [f"| {k} | {v.auc:.3f} | {v.op50:.3f} | {v.op75:.3f} | {v.precision20:.3f} | "
-            f"{v.norm_precision:.3f} | {np.median([r.fps for r in v.sequences]):.1f} |"
-            for k, v in overall.items()]
-    evaluation.plot_success(overall, root / "success.png")
-    evaluation.plot_precision(overall, root / "precision.png")
-    summary = {k: {"auc": v.auc, "op50": v.op50, "op75": v.op75, "precision20": v.precision20,
-                   "norm_precision": v.norm_precision, "gt_rule": gt_rule,
-                   "median_fps": float(np.median([r.fps for r in v.sequences])),
-                   "sequences": {r.name: {"auc": r.auc, "op50": r.op50, "op75": r.op75,
-                                          "precision20": r.precision20, "fps": r.fps}
-                                 for r in v.sequences}} for k, v in overall.items()}
-    rule = f"Invalid ground truth: {evaluation.GT_RULE_TEXT[gt_rule]} (`--gt-rule {gt_rule}`)."
-    paths.atomic_write(root / "summary.json", json.dumps(summary, indent=1))
-    paths.atomic_write(root / "summary.md", "\n".join(["# Evaluation summary", "", rule, "",
-                                                       *head, *rows, "", *lines]))
-    return "\n".join(head + rows + ["", rule])
-
-
-def _benchmark_coords(boxes: np.ndarray, layout: str) -> np.ndarray:
-    """ctjax's 1-based boxes in the benchmark's own coordinates: the inverse of the layout's
-    reader (VOT's files are 0-based; the others are read as they are)."""
-    return boxes - np.array([1.0, 1.0, 0.0, 0.0]) if layout == "vot" else boxes
-
-
-def _export(specs, seqs, sources, root: Path, result_layouts) -> list[Path]:
-    """Writes the results again in the GOT-10k toolkit's and pysot's layouts; returns the
-    folders written."""
-    from ctjax import evaluation
-
-    written = []
-    for layout in dict.fromkeys(result_layouts):
-        if layout == "ctjax":
-            continue
-        for spec in specs:
-            d = root / spec.label
-            for s, src in zip(seqs, sources):
-                boxes = _benchmark_coords(
-                    evaluation.read_boxes(d / f"{s.name}.txt", num_frames=len(s)),
-                    _as_source(src).layout)
-                if layout == "got10k":
-                    seconds = evaluation.read_frame_scores(d / f"{s.name}{SCORES_SUFFIX}",
-                                                           num_frames=len(s)).seconds
-                    evaluation.write_got10k_result(root / layout, spec.label, s.name, boxes,
-                                                   seconds)
-                else:
-                    evaluation.write_pysot_result(root / layout, spec.label, s.name, boxes)
-        written.append(root / layout)
-    return written
+# Progress
 
 
 def _duration(seconds: float) -> str:
@@ -600,7 +337,6 @@ class FrameProgress:
 def _default_builds(specs) -> dict:
     """Each tracker's default build (None for csrt); checks `--set` settings with a real
     build now, so a bad setting fails before any work."""
-    from ctjax.commands.track import build_tracker
     from ctjax.trackers import presets
 
     out = {}
@@ -619,10 +355,9 @@ def _default_builds(specs) -> dict:
 def _plan(specs, seqs, sources, root: Path, code: dict, wanted=None):
     """Keys of every (tracker, sequence) (of those in `wanted`, default all) and the tasks to
     run, saying why each is rerun."""
-    from ctjax.commands.track import tracker_config
-
     defaults = _default_builds(specs)
-    base = {spec.label: tracker_fingerprint(spec, defaults[spec.label]) for spec in specs}
+    base = {spec.label: results.tracker_fingerprint(spec, defaults[spec.label])
+            for spec in specs}
     keys, tasks = {}, []
     for spec in specs:
         for s, p in zip(seqs, sources):
@@ -632,8 +367,9 @@ def _plan(specs, seqs, sources, root: Path, code: dict, wanted=None):
             if defaults[spec.label] is not None:  # the canvas is fitted to the frames
                 fingerprint["config"] = repr(tracker_config(defaults[spec.label].config,
                                                             spec.settings, s.image_hw))
-            keys[spec.label, s.name] = result_key(fingerprint, sequence_fingerprint(s, p), code)
-            why = result_status(root / spec.label, s.name, keys[spec.label, s.name])
+            keys[spec.label, s.name] = results.result_key(
+                fingerprint, results.sequence_fingerprint(s, p), code)
+            why = results.result_status(root / spec.label, s.name, keys[spec.label, s.name])
             if why is not None:
                 if why != "no result yet":
                     print(f"rerunning {spec.label}/{s.name}: {why}", flush=True)
@@ -652,7 +388,7 @@ def _shard_plan(specs, seqs, shards: int) -> list[tuple[str, str, int]]:
 
 def _run_description(args, specs, seqs, sources, code: dict) -> dict:
     """What every shard of one run must share (compared by `--merge`)."""
-    sources = [_as_source(p) for p in sources]
+    sources = [as_source(p) for p in sources]
     out = {"trackers": [f"{s.label}={s.preset}" + (f":{s.weights}" if s.weights else "")
                         for s in specs],
            "sequences": [[s.name, str(p.path.resolve())] +
@@ -691,7 +427,7 @@ def run(args) -> int:
     sources = _sequence_sources(args)
     seqs = [_load(p, args.max_frames) for p in sources]
     _check_names(seqs, sources)
-    code = code_version()
+    code = results.code_version()
     plan = _shard_plan(specs, seqs, shard[1]) if shard else None
     wanted = {(l, n) for l, n, k in plan if k == shard[0]} if shard else None
     if shard:  # only a finished shard may vouch for its results
@@ -754,8 +490,8 @@ def run(args) -> int:
         print(f"wrote {out}; when all {shard[1]} shards are done: ctjax eval --merge "
               "FOLDER... --output OUT")
         return 0
-    print(_report(specs, seqs, keys, root, gt_rule=args.gt_rule))
-    exported = _export(specs, seqs, sources, root, args.result_layout)
+    print(results.write_summary(specs, seqs, keys, root, gt_rule=args.gt_rule))
+    exported = results.export_results(specs, seqs, sources, root, args.result_layout)
     print(f"wrote {root / 'summary.md'}, success.png, precision.png" +
           "".join(f"; {layout} results in {d}" for layout, d in
                   zip((x for x in dict.fromkeys(args.result_layout) if x != "ctjax"), exported)))
@@ -824,27 +560,23 @@ def merge(args) -> int:
     keys = {}
     for (label, name), (where, key) in tasks.items():
         source = Path(where).parent / label
-        problem = result_status(source, name, key)
+        problem = results.result_status(source, name, key)
         if problem is not None:
             raise evaluation.ResultFileError(f"result {source / name} ({where}): {problem}")
         keys[label, name] = key
     for s, p in zip(seqs, sources):  # the ground truth scored is that of the frames tracked
-        fingerprint = sequence_fingerprint(s, p)
+        fingerprint = results.sequence_fingerprint(s, p)
         for spec in specs:
-            changed = [k for k in fingerprint if _canon(keys[spec.label, s.name].get(k))
-                       != _canon(fingerprint[k])]
+            old = keys[spec.label, s.name]
+            changed = [k for k in fingerprint
+                       if results.canonical(old.get(k)) != results.canonical(fingerprint[k])]
             if changed:
                 raise ValueError(f"sequence {p.path} changed since shard results were made "
                                  f"(its {', '.join(changed)} differ); rerun those shards")
     for (label, name), (where, _) in tasks.items():
-        source, dest = Path(where).parent / label, root / label
-        if source.resolve() != dest.resolve():
-            (dest / f"{name}.json").unlink(missing_ok=True)  # no stale metadata vouching
-            for suffix in (".txt", SCORES_SUFFIX, ".json"):
-                paths.atomic_write(dest / f"{name}{suffix}",
-                                   (source / f"{name}{suffix}").read_bytes())
-    print(_report(specs, seqs, keys, root, gt_rule=args.gt_rule))
-    _export(specs, seqs, sources, root, args.result_layout)
+        results.copy_result(Path(where).parent / label, root / label, name)
+    print(results.write_summary(specs, seqs, keys, root, gt_rule=args.gt_rule))
+    results.export_results(specs, seqs, sources, root, args.result_layout)
     print(f"merged {len({w for w, _ in tasks.values()})} shard(s), {len(tasks)} results, into "
           f"{root}; wrote summary.md, success.png, precision.png")
     return 0
