@@ -125,7 +125,7 @@ def check_distill(text: str, *, smoke: bool) -> None:
     params = [int(r[2].replace(",", "")) for r in rows]
     assert params == sorted(params, reverse=True)
     (steps,), = numbers(r"done: (\d+) steps", text)
-    assert steps == (6 if smoke else 150)
+    assert steps == (6 if smoke else 300)
     for kind in ("fidelity", "tracking"):
         (first, last), = numbers(rf"{kind} loss: {NUMBER} -> {NUMBER} \(", text)
         assert last < first, f"the {kind} loss did not fall: {first} -> {last}"
@@ -156,6 +156,9 @@ def check_track(text: str, *, smoke: bool) -> None:
     frames = {int(r[1]) for r in speed.values()}
     assert len(frames) == 1 and (frames == {12} if smoke else frames.pop() > 12)
     assert all(float(r[3]) > 0 for r in speed.values())
+    # The shipped students and feco-random share the first student's compiled fECO.
+    assert sorted(label for label, r in speed.items() if r[5] == "shared") == sorted(
+        [f"feco:{s}" for s in students[1:]] + ["feco-random"])
     assert numbers(rf"response peak {NUMBER}", text)
     if not smoke:
         assert numbers(rf"feco-online AUC {NUMBER} P@20 {NUMBER}", text)
