@@ -508,3 +508,11 @@ def test_normalize_resizes_mean_image():
 def test_stage_names():
     assert stage_names(MODEL_CONFIGS["vggm"])[0] == "conv1"
     assert stage_names(MODEL_CONFIGS["efficientnet_lite0_classifier"])[-1] == "logits"
+
+def test_build_module_picks_the_measured_conv1_implementation():
+    # r16/r32 (conv1 widths 24/17) use space-to-depth, the others XLA's direct conv
+    impls = {name: build_module(MODEL_CONFIGS[name]).conv1_impl
+             for name in ("vggm", "cf_vggm_r16", "cf_vggm_r32", "cf_vggm_r64", "cf_vggm_r96")}
+    assert impls == {"vggm": "direct", "cf_vggm_r16": "space_to_depth",
+                     "cf_vggm_r32": "space_to_depth", "cf_vggm_r64": "direct",
+                     "cf_vggm_r96": "direct"}

@@ -30,6 +30,8 @@ from ctjax.models.geometry import trace
 from ctjax.models.vggm import VGGM
 
 FAMILIES = ("vggm", "efficientnet_lite0")
+# conv1 widths whose direct XLA conv is slow on CPU (r32, r16): see `build_module`
+SPACE_TO_DEPTH_CONV1_WIDTHS = (17, 24)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,14 +102,16 @@ def config_for_widths(widths) -> ModelConfig:
 def build_module(config: ModelConfig) -> nn.Module:
     """The Flax module for a config (use as `module.apply(variables, x, stages=...)`).
 
-    VGG-M-family modules compute conv1 as a space-to-depth conv (`VGGM.conv1_impl`; the same
-    maths): on one core at fECO's 217 px input (conv1+conv5, median of 15 jitted calls) it took
-    4.6 / 4.8 / 1.9 / 2.4 / 29.7 ms for r16 / r32 / r64 / r96 / VGG-M against 13.2 / 14.8 /
-    2.2 / 2.7 / 29.5 ms with XLA's direct conv, whose 3-channel conv1 is erratic for 17 or 24
-    outputs.
+    VGG-M-family modules whose conv1 has 17 or 24 outputs (the r32 and r16 students) compute
+    conv1 as a space-to-depth conv (`VGGM.conv1_impl`, the same maths), the others with XLA's
+    direct conv. Measured on one core (median of 11-15 jitted conv1+conv5 calls): r32 at 217 px
+    3.6 ms against 12.7 ms direct, r32 3 x 208 px 9.9 against 33.5 ms; but r64 3 x 208 px (the
+    DCF tracker's batch) 6.2 against 4.5 ms direct, and within 15% either way for r64, r96 and
+    VGG-M elsewhere. XLA's CPU conv is erratic for a 3-channel input with 17 or 24 outputs.
     """
     if config.family == "vggm":
-        return VGGM(widths=config.widths, conv1_impl="space_to_depth")
+        impl = "space_to_depth" if config.widths[0] in SPACE_TO_DEPTH_CONV1_WIDTHS else "direct"
+        return VGGM(widths=config.widths, conv1_impl=impl)
     return EfficientNetLite0(include_head=config.include_head)
 
 
