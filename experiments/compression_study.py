@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDENTS = ROOT / "ctjax" / "assets" / "students"
+VGGM_CONV_PARAMS = 6_528_640  # VGG-M conv1-5 weights + biases (tests/test_models.py golden count)
 
 
 def default_students(runs: Path) -> list[tuple[str, str, str]]:
@@ -62,13 +63,15 @@ def parse_student(text: str) -> tuple[str, str, str]:
 def student_cost(preset: str, weights: str) -> dict:
     """Parameters (conv1-5), size on disk (bytes of the weight file or folder) and MACs of one
     fECO CNN pass, for a student given as `feco` takes it."""
+    import jax
+
     from ctjax.models import cost, registry
     from ctjax.models.student import load_student
     from ctjax.trackers.eco_presets import VGGM_INPUT
 
     if preset == "feco-random":
         config = registry.get_config("cf_vggm_r64")
-        params = registry.param_count(jax_shapes(config))
+        params = registry.param_count(registry.init_variables(config, jax.random.PRNGKey(0)))
         size = None
     else:
         loaded = load_student(weights or None)
@@ -77,21 +80,9 @@ def student_cost(preset: str, weights: str) -> dict:
         source = Path(loaded.source)
         size = (sum(f.stat().st_size for f in source.rglob("*") if f.is_file())
                 if source.is_dir() else source.stat().st_size)
-    teacher = registry.param_count(jax_shapes(registry.get_config("vggm")))
     return {"widths": list(config.widths), "params": params, "size_bytes": size,
-            "ratio": teacher / params,
+            "ratio": VGGM_CONV_PARAMS / params,
             "macs": cost.conv_macs(config, (VGGM_INPUT, VGGM_INPUT), stages=("conv5",))}
-
-
-def jax_shapes(config):
-    """Abstract variables of a model (shapes only, nothing computed)."""
-    import jax
-    import jax.numpy as jnp
-
-    from ctjax.models import registry
-
-    module = registry.build_module(config)
-    return jax.eval_shape(module.init, jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)))
 
 
 def table(rows: list[dict]) -> str:
